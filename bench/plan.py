@@ -176,6 +176,17 @@ class Planner:
         )
 
     # -- evaluation -------------------------------------------------------------------------------------
+    def _evaluation(self, evald: ImageData) -> dict[str, Any]:
+        """The evaluation settings every evaluating job (attack, cell, corruption) is keyed by."""
+        ev = self.m.evaluation
+        return {
+            "n_eval": len(evald),
+            "eval_seed": ev.seed,
+            "batch_size": ev.batch_size,
+            "eot_samples": ev.eot_samples,
+            "vote_draws": ev.vote_draws,
+        }
+
     def evaluate(
         self, exp_index: int, exp: Any, defense: str, guides: list[str], target: str, extra: dict[str, Any]
     ) -> None:
@@ -216,11 +227,7 @@ class Planner:
                         "bpda": a.bpda,
                         "norm": threat.norm,
                         "eps": eps,
-                        "n_eval": len(evald),
-                        "eval_seed": ev.seed,
-                        "batch_size": ev.batch_size,
-                        "eot_samples": ev.eot_samples,
-                        "vote_draws": ev.vote_draws,
+                        **self._evaluation(evald),
                     }
                     job = self.graph.add(
                         JobSpec(
@@ -240,11 +247,7 @@ class Planner:
                     "eps": eps,
                     "checks": ev.checks,
                     "n_checks": ev.n_checks,
-                    "n_eval": len(evald),
-                    "eval_seed": ev.seed,
-                    "batch_size": ev.batch_size,
-                    "eot_samples": ev.eot_samples,
-                    "vote_draws": ev.vote_draws,
+                    **self._evaluation(evald),
                 }
                 cell = self.graph.add(
                     JobSpec(
@@ -264,7 +267,6 @@ class Planner:
     ) -> None:
         c = self.m.corruptions
         assert c is not None
-        ev = self.m.evaluation
         names = list(CORRUPTIONS) if c.names == "all" else c.names
         for name in names:
             for severity in c.severities:
@@ -273,11 +275,7 @@ class Planner:
                     "severity": severity,
                     "seed": c.seed,
                     "version": CORRUPTION_VERSION,
-                    "n_eval": len(evald),
-                    "eval_seed": ev.seed,
-                    "batch_size": ev.batch_size,
-                    "eot_samples": ev.eot_samples,
-                    "vote_draws": ev.vote_draws,
+                    **self._evaluation(evald),
                 }
                 job = self.graph.add(
                     JobSpec(
