@@ -20,6 +20,7 @@ from bench.errors import BenchError
 from bench.plugins import load_builtin_plugins
 
 DEFAULT_DB = "results.db"
+DEFAULT_ARTIFACTS = "artifacts"
 
 
 def data_root(data_dir: str | None) -> Path:
@@ -91,7 +92,7 @@ def main() -> None:
 )
 @click.option(
     "--artifacts",
-    default="artifacts",
+    default=DEFAULT_ARTIFACTS,
     show_default=True,
     type=click.Path(path_type=Path),
     help="Folder for weights and per-example outcomes.",
@@ -200,10 +201,20 @@ def list_(what: str) -> None:
 @click.option("--matrix", "matrix_path", required=True, type=click.Path(path_type=Path))
 @click.option("--data-dir", default=None)
 def validate(matrix_path: Path, data_dir: str | None) -> None:
-    """Check a matrix file without running anything."""
+    """Check a matrix file without running anything: schema, names, datasets on disk, weights files.
+
+    It plans the job graph as ``bench run`` would, so a matrix it accepts gets past every check ``run``
+    makes before its first job.
+    """
+    from bench.artifacts import ArtifactStore
+    from bench.jobs.env import Env
+    from bench.plan import plan_matrix
     from bench.validate import validate_matrix
 
     load_builtin_plugins()
     matrix = load_matrix(matrix_path)
-    validate_matrix(matrix, str(matrix_path), matrix_path.parent, data_root(data_dir))
-    click.echo(f"{matrix_path}: ok ({len(matrix.experiments)} experiments)")
+    root = data_root(data_dir)
+    validate_matrix(matrix, str(matrix_path), matrix_path.parent, root)
+    env = Env(root, False, ArtifactStore(Path(DEFAULT_ARTIFACTS)), JobContext(show_progress=False))
+    planned = plan_matrix(matrix, matrix_path.parent, env)
+    click.echo(f"{matrix_path}: ok ({len(matrix.experiments)} experiments, {len(planned.graph)} jobs)")

@@ -8,6 +8,7 @@ valid ones.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -208,6 +209,25 @@ def resolve_path(raw: str, base_dir: Path, data_root: Path) -> Path:
     return (expanded if expanded.is_absolute() else base_dir / expanded).resolve()
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc, unused-ignore]  # Any without types-PyYAML
+    """Refuses a key given twice in one mapping, where PyYAML would silently keep only the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        first_line: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            # Scalar keys (all a matrix file has) compare as written, with their resolved tag; ``<<: *anchor``
+            # merges are meant to be overridden by the mapping's own keys.
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in first_line:
+                problem = f"duplicate key {key_node.value!r} (first given at line {first_line[key]})"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
+        mapping: dict[Hashable, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
 def load_matrix(path: str | Path) -> MatrixConfig:
     """Parse and structurally validate a matrix file; every problem becomes one :class:`ConfigError`."""
     path = Path(path)
@@ -216,7 +236,7 @@ def load_matrix(path: str | Path) -> MatrixConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the matrix file ({exc.strerror})") from exc
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         loc = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""

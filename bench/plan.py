@@ -27,12 +27,13 @@ from bench.data.base import ImageData
 from bench.data.corruptions import CORRUPTIONS
 from bench.data.corruptions import IMPLEMENTATION_VERSION as CORRUPTION_VERSION
 from bench.data.registry import DATASETS
-from bench.data.splits import eval_subset, train_split
+from bench.data.splits import eval_shortfall, eval_subset, train_shortfall, train_split
+from bench.evaluation.run_attack import PROTOCOL_VERSION
 from bench.jobs.env import Env
 from bench.jobs.spec import JobGraph, JobSpec
 from bench.jobs.upstream import new_classifier
 from bench.validate import guide_sets
-from classifiers.api import CLASSIFIERS, RECIPES, load_into, load_state_dict_file
+from classifiers.api import CLASSIFIERS, RECIPES, load_classifier_weights, load_state_dict_file
 from defenses.registry import DEFENSES
 
 
@@ -66,6 +67,9 @@ class Planner:
         notes = self._split_note(full, "train")
         if len(sub) < len(full) - n_val:
             notes.append(f"trained on {len(sub)} of {len(full) - n_val} {dataset} training images")
+        short = train_shortfall(full, n_train, n_val)
+        if short is not None:
+            notes.append(short.note())
         return sub, notes
 
     def _eval_data(self, dataset: str) -> tuple[ImageData, list[str]]:
@@ -75,6 +79,9 @@ class Planner:
         notes = self._split_note(full, "test")
         if len(sub) < len(full):
             notes.append(f"evaluated on {len(sub)} of {len(full)} {dataset} test images")
+        short = eval_shortfall(full, ev.n_eval)
+        if short is not None:
+            notes.append(short.note())
         return sub, notes
 
     # -- classifiers --------------------------------------------------------------------------------------
@@ -94,12 +101,14 @@ class Planner:
             "seed": c.seed,
         }
         notes: list[str] = []
+        locations: dict[str, str] = {}
         test = self.env.dataset(c.dataset, "test")
         if c.weights is not None:
             path = resolve_path(c.weights, self.base_dir, self.env.data_root)
             # Load once now: a file with wrong shapes or a non-weights pickle stops the run before any work.
-            load_into(new_classifier(config).net, load_state_dict_file(path), str(path))
-            config.update(origin="weights", weights_path=str(path), weights_sha256=sha256_file(path))
+            load_classifier_weights(new_classifier(config), load_state_dict_file(path), str(path))
+            config.update(origin="weights", weights_sha256=sha256_file(path))
+            locations["weights"] = str(path)
             data = test.identity
         elif c.source is not None:
             config.update(origin="source", source=c.source)
@@ -125,6 +134,7 @@ class Planner:
                 (),
                 data,
                 tuple(notes),
+                locations,
             ),
             {"classifier": label},
         )
@@ -180,6 +190,7 @@ class Planner:
         """The evaluation settings every evaluating job (attack, cell, corruption) is keyed by."""
         ev = self.m.evaluation
         return {
+            "protocol": PROTOCOL_VERSION,
             "n_eval": len(evald),
             "eval_seed": ev.seed,
             "batch_size": ev.batch_size,

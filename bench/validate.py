@@ -12,7 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bench.attacks import ATTACKS, Threat
+from bench.attacks import ATTACKS
+from bench.attacks.pgd import FGSMParams, PGDParams
+from bench.attacks.threat import max_radius
 from bench.config import (
     ClassifierConfig,
     CrossDatasetExperiment,
@@ -37,7 +39,9 @@ class Problems:
         self.lines: list[str] = []
 
     def add(self, path: str, message: str) -> None:
-        self.lines.append(f"{self.source}: {path}: {message}")
+        line = f"{self.source}: {path}: {message}"
+        if line not in self.lines:  # e.g. a radius too large for every experiment that uses its threat
+            self.lines.append(line)
 
     def name(self, path: str, kind: str, name: str, valid: Iterable[str]) -> bool:
         valid = list(valid)
@@ -225,7 +229,7 @@ def _check_threat_attack_pairs(
         t = matrix.threats[tn]
         for i, eps in enumerate(t.epsilons):
             for shape in set(target_shapes):
-                limit = Threat(t.norm, eps).max_eps(shape)
+                limit = max_radius(t.norm, shape)
                 if eps > limit:
                     p.add(
                         f"threats.{tn}.epsilons[{i}]",
@@ -242,6 +246,31 @@ def _check_threat_attack_pairs(
                     f"attack {an!r} ({kind}) works in {', '.join(ATTACKS.get(kind).norms)} but threat "
                     f"{tn!r} is {t.norm}; restrict the experiment's attacks or threats",
                 )
+            if kind in ATTACKS:
+                _check_reach(p, matrix, an, tn, t.epsilons)
+
+
+def _check_reach(p: Problems, matrix: MatrixConfig, attack: str, threat: str, epsilons: list[float]) -> None:
+    """PGD whose steps add up to less than the radius never explores the ball's edge, where adversarial
+    examples live; a number from it is the step schedule's, not the defense's. Typical cause: a preset with
+    absolute step sizes tuned for CIFAR's 8/255 run at MNIST's 0.3."""
+    cfg = matrix.attacks[attack]
+    cls = ATTACKS.get(cfg.kind)
+    try:
+        params = cls.Params.model_validate(cfg.params)
+    except ValidationError:
+        return  # reported with the attack's parameters
+    if not isinstance(params, PGDParams) or isinstance(params, FGSMParams):
+        return
+    for eps in (e for e in epsilons if e > 0):
+        reach = params.steps * max(params.alphas(eps))
+        if reach < eps * (1 - 1e-9):
+            p.add(
+                f"attacks.{attack}",
+                f"{params.steps} steps of at most {max(params.alphas(eps)):g} travel {reach:g}, less than "
+                f"threat {threat!r}'s epsilon {eps:g}: the attack cannot reach the edge of the ball; use "
+                "rel_step_sizes (multiples of epsilon) or more steps",
+            )
 
 
 def _check_guides_needed(p: Problems, path: str, exp: Any, matrix: MatrixConfig, attack: str) -> None:

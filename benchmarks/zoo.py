@@ -48,12 +48,11 @@ from torch import nn
 
 import classifiers  # noqa: F401  (registers the built-in architectures and recipes)
 from bench.context import JobContext
-from bench.data.base import ImageData
 from bench.data.registry import DATASETS
 from bench.data.sources import SPLITS  # noqa: F401  (importing it registers the built-in datasets)
 from bench.data.splits import train_split
 from bench.stats import clopper_pearson
-from classifiers.base import Recipe, RecipeParams, build_classifier
+from classifiers.base import Recipe, RecipeParams, build_classifier, count_correct
 from classifiers.registry import CLASSIFIERS, RECIPES
 
 
@@ -133,19 +132,6 @@ def measure_floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: JobCo
 
 
 @torch.no_grad()
-def count_correct(model: nn.Module, data: ImageData, ctx: JobContext, batch_size: int = 1000) -> int:
-    """Correct top-1 predictions, evaluated as the classifier job does (eval mode, the job's autocast).
-
-    Kept here rather than imported from ``bench.jobs`` so the benchmark does not pull in every job module.
-    """
-    model.to(ctx.device).eval()
-    correct = 0
-    for x, y in data.batches(batch_size, ctx.device):
-        with ctx.autocast():
-            correct += int((model(x).argmax(1) == y).sum())
-    return correct
-
-
 # ------------------------------------------------------------------------------------------- machine info
 
 
@@ -242,7 +228,7 @@ def run_entry(entry: ZooEntry, data_dir: Path, ctx: JobContext, overrides: dict[
     steps = params.epochs * math.ceil(len(train) / params.batch_size)
     images = params.epochs * len(train)
     step_s = wall / steps
-    correct = count_correct(model, test, ctx)
+    correct = count_correct(model, test, ctx.device)
     acc = correct / len(test)
     lo, hi = clopper_pearson(correct, len(test))
     meets = None if entry.target is None else acc >= entry.target

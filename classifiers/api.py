@@ -5,9 +5,9 @@ reorganised freely behind it.
 """
 
 from classifiers.adapters import SOURCES, load_external
-from classifiers.base import Classifier, Recipe, build_classifier, freeze
+from classifiers.base import Classifier, Recipe, build_classifier, count_correct, freeze
 from classifiers.registry import CLASSIFIERS, RECIPES, ArchSpec
-from classifiers.weights import load_into, load_state_dict_file
+from classifiers.weights import load_classifier_weights, load_into, load_state_dict_file
 
 __all__ = [
     "CLASSIFIERS",
@@ -17,7 +17,9 @@ __all__ = [
     "Classifier",
     "Recipe",
     "build_classifier",
+    "count_correct",
     "freeze",
+    "load_classifier_weights",
     "load_external",
     "load_into",
     "load_state_dict_file",

@@ -48,6 +48,17 @@ def build_classifier(arch: str, num_classes: int, mean: Sequence[float], std: Se
     return Classifier(spec.factory(num_classes), mean, std)
 
 
+@torch.no_grad()
+def count_correct(model: nn.Module, data: ImageData, device: torch.device, batch_size: int = 1000) -> int:
+    """Top-1 hits in eval mode and fp32, not the training autocast: bf16 logits flip close calls and tie
+    top-2 classes, and a card's accuracy must be the model's, whatever device measured it."""
+    model.to(device).eval()
+    correct = 0
+    for x, y in data.batches(batch_size, device):
+        correct += int((model(x).argmax(1) == y).sum())
+    return correct
+
+
 M = TypeVar("M", bound=nn.Module)
 
 
@@ -121,6 +132,8 @@ class Recipe(ABC):
                 loss_sum += loss.detach()
                 seen += idx.numel()
                 bar.update(1)
+        if ctx.cuda:
+            torch.cuda.synchronize(device)  # queued kernels belong to the training time
         wall = time.perf_counter() - start
         bar.close()
         model.eval()

@@ -141,6 +141,28 @@ def load_into(net: nn.Module, state: Mapping[str, torch.Tensor], source: str) ->
     net.load_state_dict(remapped, strict=True)
 
 
+def load_classifier_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load a checkpoint into a :class:`~classifiers.base.Classifier`'s network.
+
+    Besides plain network checkpoints this takes the harness's own classifier artifacts, which hold the
+    wrapper's state: ``net.*`` plus the ``mean``/``std`` buffers. Those buffers must equal the matrix's
+    normalization; otherwise the network would see inputs scaled unlike the ones it was trained on, and it
+    would only show as a mysteriously weaker model.
+    """
+    net = model.get_submodule("net")
+    own = {k: v for k, v in state.items() if k not in ("mean", "std")}
+    if len(own) < len(state) and own and all(k.startswith("net.") for k in own):
+        for name in ("mean", "std"):
+            if name in state and not torch.allclose(state[name].flatten(), model.get_buffer(name).flatten()):
+                raise WeightsError(
+                    f"{source} was saved with normalization {name}={state[name].flatten().tolist()}, but the "
+                    f"matrix gives {model.get_buffer(name).flatten().tolist()}; set the classifier's "
+                    "normalization to the one it was trained with"
+                )
+        state = {k[len("net.") :]: v for k, v in own.items()}
+    load_into(net, state, source)
+
+
 def _few(items: list[str]) -> str:
     shown = ", ".join(items[:SHOWN])
     return shown if len(items) <= SHOWN else f"{shown} (and {len(items) - SHOWN} more)"

@@ -29,13 +29,23 @@ class FrontEnd(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.generator: torch.Generator | None = None
+        self._seed = 0
+        self._generators: dict[torch.device, torch.Generator] = {}
 
     def reseed(self, seed: int) -> None:
-        """Give the front-end its own RNG, on the device its parameters or inputs live on."""
-        device = next((p.device for p in self.parameters()), torch.device("cpu"))
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
+        """Restart the front-end's private random stream; the harness does so per job, from the job's key."""
+        self._seed = seed
+        self._generators = {}
+
+    def rng(self, device: torch.device) -> torch.Generator:
+        """The private generator for draws on ``device``: a generator serves one device only, and a front-end
+        without parameters cannot know where its inputs will live until it sees them."""
+        gen = self._generators.get(device)
+        if gen is None:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(self._seed)
+            self._generators[device] = gen
+        return gen
 
 
 class Identity(FrontEnd):

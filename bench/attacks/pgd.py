@@ -8,7 +8,7 @@ randomized ones only the final iterates are candidates, judged by majority over 
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -33,6 +33,8 @@ class PGDParams(AttackParams):
     rel_step_sizes: list[float] | None = None
     random_start: bool = True
     loss: Literal["ce", "margin", "dlr"] = "ce"
+    #: Descend the loss of a random other class instead of ascending the true one's. Success is still any
+    #: misclassification, since that is what robust accuracy counts.
     targeted: bool = False
     #: Which iterate a replica proposes: the first that fooled the pipeline (cheapest evidence, best for
     #: white-box evaluation) or always the final one (largest loss: what transfers best to another model).
@@ -66,10 +68,18 @@ class PGD(Attack):
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2")
     params: PGDParams
 
+    def __init__(self, params: PGDParams | None = None) -> None:
+        super().__init__(params)
+        #: Step sizes (pixel units) of the last run, recorded since presets derive them from epsilon.
+        self.step_sizes_run: list[float] | None = None
+
     def cost_per_example(self, pipeline: Pipeline) -> int:
         p = self.params
         replicas = p.restarts * len(p.alphas(1.0))
         return p.steps * replicas * pipeline.eot_samples
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "step_sizes_run": self.step_sizes_run}
 
     def perturb(
         self, pipeline: Pipeline, x: torch.Tensor, y: torch.Tensor, threat: Threat, ctx: JobContext
@@ -77,6 +87,7 @@ class PGD(Attack):
         self.check(threat)
         p = self.params
         alphas = p.alphas(threat.eps)
+        self.step_sizes_run = alphas
         replicas = [(a, r) for a in alphas for r in range(p.restarts)]
         per_chunk = max(1, p.max_batch // (x.shape[0] * pipeline.eot_samples))
         gen = ctx.generator(salt=0x9D, device=x.device)
@@ -163,7 +174,12 @@ class PGD(Attack):
 class FGSMParams(PGDParams):
     steps: int = Field(1, ge=1, le=1)
     random_start: bool = False
-    rel_step_sizes: list[float] | None = Field(default_factory=lambda: [1.0])
+
+    def alphas(self, eps: float) -> list[float]:
+        """One step of size epsilon unless a step size is given (absolute or relative)."""
+        if self.step_sizes is None and self.rel_step_sizes is None:
+            return [eps]
+        return super().alphas(eps)
 
 
 @register_attack("fgsm")

@@ -3,7 +3,9 @@
 Attacks never see the front-end or the classifier on their own; they get a :class:`Pipeline`, which counts
 every forward and backward pass (in images) so the cost of an evaluation is recorded next to its number,
 applies BPDA to the parts the defense declared non-differentiable, and judges randomized pipelines by
-majority over fresh draws rather than by one lucky sample.
+majority over fresh draws rather than by one lucky sample. It also tallies every input gradient any attack
+takes through it (its own PGD, CW, pyautoattack's code): a NaN or all-zero gradient blinds an attack
+without an error (``sign(NaN)`` is 0, so PGD just stops moving), and the tally is what lets a cell say so.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ class _CountBackward(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         ctx.pipeline.n_backward += grad.shape[0]
+        ctx.pipeline.note_gradient(grad)
         return grad, None
+
+
+#: Label :meth:`Pipeline.predict` gives a randomized pipeline whose vote has no strict winner: it is right
+#: for no class, so a tie that includes the true label never counts as robust.
+NO_MAJORITY = -1
 
 
 class Pipeline(nn.Module):
@@ -53,7 +61,23 @@ class Pipeline(nn.Module):
         self.randomized = bool(frontend.randomized)
         self.eot_samples = eot_samples if self.randomized else 1
         self.vote_draws = vote_draws if self.randomized else 1
+        self.gradient_counts = torch.zeros(2, dtype=torch.long)
         self.eval()
+
+    def reset_counters(self) -> None:
+        self.n_forward = self.n_backward = 0
+        self.gradient_counts = torch.zeros(2, dtype=torch.long)
+
+    def note_gradient(self, grad: torch.Tensor) -> None:
+        """Count input gradients that are non-finite or exactly zero, per image, without a host sync."""
+        flat = grad.detach().flatten(1)
+        counts = torch.stack([(~torch.isfinite(flat)).any(1).sum(), (flat == 0).all(1).sum()])
+        self.gradient_counts = self.gradient_counts.to(counts.device) + counts
+
+    def gradient_report(self) -> tuple[int, int]:
+        """(non-finite, all-zero) input gradients since the counters were reset, in images."""
+        nonfinite, zero = self.gradient_counts.tolist()
+        return int(nonfinite), int(zero)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.n_forward += x.shape[0]
@@ -90,7 +114,9 @@ class Pipeline(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Labels from a fresh pass; a randomized pipeline answers by majority over ``vote_draws`` draws."""
+        """Labels from a fresh pass; a randomized pipeline answers by plurality over ``vote_draws`` draws,
+        and with :data:`NO_MAJORITY` where the top count is shared (argmax would hand ties to the lowest
+        class index, which may be the true one)."""
         votes: torch.Tensor | None = None
         for _ in range(self.vote_draws):
             logits = self(x)
@@ -102,7 +128,9 @@ class Pipeline(nn.Module):
                 votes = torch.zeros(logits.shape, dtype=torch.long, device=x.device)
             votes.scatter_add_(1, logits.argmax(1, keepdim=True), torch.ones_like(votes[:, :1]))
         assert votes is not None
-        return votes.argmax(1)
+        top = votes.max(1).values
+        tied = (votes == top.unsqueeze(1)).sum(1) > 1
+        return torch.where(tied, torch.full_like(top, NO_MAJORITY), votes.argmax(1))
 
 
 def _check_finite(logits: torch.Tensor) -> None:

@@ -8,6 +8,8 @@ from typing import Literal
 
 import torch
 
+from bench.errors import ConfigError
+
 Norm = Literal["linf", "l2", "l1"]
 NORMS: tuple[Norm, ...] = ("linf", "l2", "l1")
 
@@ -15,15 +17,24 @@ NORMS: tuple[Norm, ...] = ("linf", "l2", "l1")
 BALL_SLACK = 1e-6
 
 
+def max_radius(norm: Norm, input_shape: tuple[int, ...]) -> float:
+    """The largest radius that still constrains anything in the unit box."""
+    d = math.prod(input_shape)
+    return {"linf": 1.0, "l2": math.sqrt(d), "l1": float(d)}[norm]
+
+
 @dataclass(frozen=True)
 class Threat:
     norm: Norm
     eps: float
 
-    def max_eps(self, input_shape: tuple[int, ...]) -> float:
-        """The largest radius that still constrains anything in the unit box."""
-        d = math.prod(input_shape)
-        return {"linf": 1.0, "l2": math.sqrt(d), "l1": float(d)}[self.norm]
+    def __post_init__(self) -> None:
+        # Matrix files are validated long before this, but attacks are also built from code: a zero radius
+        # would silently report clean accuracy and a negative one would blame the attack.
+        if self.norm not in NORMS:
+            raise ConfigError(f"unknown norm {self.norm!r}; expected one of {', '.join(NORMS)}")
+        if not (math.isfinite(self.eps) and self.eps > 0):
+            raise ConfigError(f"epsilon must be a positive finite radius, got {self.eps!r}")
 
     def distance(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         delta = (x_adv - x).flatten(1)

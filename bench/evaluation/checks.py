@@ -30,6 +30,10 @@ class AttackEvidence:
     x_adv: torch.Tensor
     #: The attack's own account of its run (``Attack.describe()``), e.g. AutoAttack's warnings.
     report: dict[str, Any] = field(default_factory=dict)
+    #: Input gradients the attack took, in images: all of them, the NaN/inf ones, the exactly-zero ones.
+    n_backward: int = 0
+    nonfinite_grads: int = 0
+    zero_grads: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,46 @@ def clean_agreement(cell: CellEvidence) -> CheckResult:
             first = cell.attacks[0].label
             return CheckResult(False, f"{a.label} disagrees with {first} on {differ} clean inputs")
     return CheckResult(True, "clean predictions agree across attacks")
+
+
+@BASIC_CHECKS.register("finite-gradients")
+def finite_gradients(cell: CellEvidence) -> CheckResult:
+    """No attack saw a NaN or infinite input gradient: it would have been blinded without an error (PGD's
+    ``sign`` of NaN is 0, CW and AutoAttack keep the clean point), and the example would count as robust."""
+    bad = [f"{a.label}: {a.nonfinite_grads} of {a.n_backward}" for a in cell.attacks if a.nonfinite_grads]
+    if bad:
+        return CheckResult(False, f"non-finite input gradients ({'; '.join(bad)} images): the attacks were "
+                                  "blinded, so the examples they left alone prove nothing")
+    zero = ", ".join(f"{a.label} {a.zero_grads}/{a.n_backward}" for a in cell.attacks if a.n_backward)
+    return CheckResult(True, f"every input gradient finite (exactly zero: {zero or 'no gradient attack'})")
+
+
+@BASIC_CHECKS.register("pipeline-output")
+def pipeline_output(cell: CellEvidence) -> CheckResult:
+    """The pipeline is as random as its defense declares, and returns logits (AutoAttack's checks of
+    randomness and of a softmax output, run on every cell, not only where AutoAttack ran).
+
+    Undeclared randomness means the attacks ran without EOT and judged by a single draw; probabilities
+    instead of logits flatten the cross-entropy gradient. Either makes the number too high. Costs two
+    forward passes over the check examples.
+    """
+    pipeline = cell.make_pipeline()
+    x = cell.data.subset(torch.arange(cell.n_checks), "output-check").float_images(cell.ctx.device)
+    with torch.no_grad():
+        first, second = pipeline(x), pipeline(x)
+    problems = []
+    if not pipeline.randomized and not torch.equal(first, second):
+        problems.append(
+            "two passes over the same images gave different logits, but the defense does not declare "
+            "randomized: its attacks ran without EOT and were judged on single draws"
+        )
+    in_unit = bool(((first >= 0) & (first <= 1)).all())
+    if in_unit and torch.allclose(first.sum(1), torch.ones_like(first[:, 0])):
+        problems.append("the outputs are probabilities (in [0,1], summing to 1), not logits")
+    if problems:
+        return CheckResult(False, "; ".join(problems))
+    kind = "randomized (declared)" if pipeline.randomized else "deterministic"
+    return CheckResult(True, f"{kind}, returns logits")
 
 
 # At the bottom because soundness registers into ATTACK_CHECKS above; importing it here means every user of

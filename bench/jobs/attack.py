@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from bench.attacks import ATTACKS, Attack, Pipeline, Threat
@@ -27,10 +29,22 @@ def eval_data(spec: JobSpec, upstream: Upstream, env: Env) -> ImageData:
     return data
 
 
+def judging_seed(spec: JobSpec) -> int:
+    """One seed per (front-end, target, evaluation set): the attack jobs of a cell and the cell itself share
+    it, so a randomized pipeline's clean answers are drawn once, not once per attack."""
+    fe_key, target_key = spec.deps[0], spec.deps[1]
+    digest = hashlib.sha256(f"{fe_key}:{target_key}:{spec.data}".encode()).hexdigest()
+    return int(digest[:12], 16)
+
+
+def attack_seed(spec: JobSpec) -> int:
+    return int(spec.key[:12], 16)
+
+
 def pipeline_for(spec: JobSpec, upstream: Upstream, *, bpda: bool = True) -> Pipeline:
     c = spec.config
     frontend = upstream.frontend(spec.deps[0])
-    frontend.reseed(int(spec.key[:12], 16))
+    frontend.reseed(judging_seed(spec))
     return Pipeline(
         upstream.classifier(spec.deps[1]),
         frontend,
@@ -96,7 +110,7 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     attack = attack_cls(attack_cls.Params.model_validate(c["params"]))
     threat = Threat(c["norm"], float(c["eps"]))
     surrogate = bind_surrogate(attack, spec, upstream, bpda=bool(c["bpda"]))
-    out = run_attack(pipeline, attack, data, threat, env.ctx, int(c["batch_size"]))
+    out = run_attack(pipeline, attack, data, threat, env.ctx, int(c["batch_size"]), attack_seed(spec))
     use = upstream.graph.uses[spec.key][0]
 
     def row(metric: str, correct: torch.Tensor) -> dict[str, object]:
@@ -125,6 +139,7 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
                 "robust": out.robust.to(torch.uint8),
                 "x_adv": out.x_adv.float(),
                 "cost": torch.tensor([out.wall_s, out.n_forward, out.n_backward], dtype=torch.float64),
+                "gradients": torch.tensor([out.nonfinite_grads, out.zero_grads], dtype=torch.int64),
             }
         },
         metrics={
@@ -132,6 +147,8 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
             "n_forward": out.n_forward,
             "n_backward": out.n_backward,
             "gradient_floor": floor,
+            "nonfinite_gradients": out.nonfinite_grads,
+            "zero_gradients": out.zero_grads,
             "bpda_parts": pipeline.bpda_parts,
             "attack": report,
             **extra,

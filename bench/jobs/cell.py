@@ -32,6 +32,9 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
                 t["robust"].bool(),
                 t["x_adv"],
                 upstream.json(key, "attack"),
+                n_backward=int(t["cost"][2]),
+                nonfinite_grads=int(t["gradients"][0]),
+                zero_grads=int(t["gradients"][1]),
             )
         )
         walls += float(t["cost"][0])

@@ -38,6 +38,9 @@ class JobSpec:
     data: str = ""
     #: What was reduced relative to the full-scale protocol, this job and everything upstream of it.
     scale_notes: tuple[str, ...] = field(default=(), compare=False)
+    #: Where to find inputs the config identifies by content (a weights file: its sha256 is in the config,
+    #: its path only here), so moving the data folder does not redo everything downstream.
+    locations: dict[str, str] = field(default_factory=dict, compare=False)
     key: str = field(init=False)
 
     def __post_init__(self) -> None:

@@ -6,20 +6,26 @@ from pathlib import Path
 
 import torch
 
+from bench.artifacts import sha256_file
 from bench.context import JobContext
 from bench.data.base import ImageData
 from bench.data.splits import train_split
+from bench.errors import WeightsError
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
 from bench.jobs.spec import JobSpec
-from bench.jobs.upstream import Upstream, models_dir, new_classifier
-from classifiers.api import RECIPES, load_external, load_into, load_state_dict_file
+from bench.jobs.upstream import Upstream, new_classifier, source_classifier
+from classifiers.api import RECIPES, count_correct, load_classifier_weights, load_state_dict_file
 
 
 def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     c = spec.config
     ctx = env.ctx
-    model = new_classifier(c)
+    source_meta: dict[str, object] | None = None
+    if c["origin"] == "source":
+        model, source_meta = source_classifier(c)
+    else:
+        model = new_classifier(c)
     card: dict[str, object] = {
         "arch": c["arch"],
         "dataset": c["dataset"],
@@ -38,15 +44,13 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
         if val is not None:
             metrics["val_accuracy"] = accuracy(model, val, ctx)
     elif c["origin"] == "weights":
-        path = Path(str(c["weights_path"]))
-        load_into(model.net, load_state_dict_file(path), str(path))
+        path = Path(spec.locations["weights"])
+        if sha256_file(path) != c["weights_sha256"]:
+            raise WeightsError(f"weights file {path} changed since the run was planned; run again")
+        load_classifier_weights(model, load_state_dict_file(path), str(path))
         card.update(weights=path.name, weights_sha256=c["weights_sha256"])
     else:
-        net, meta = load_external(
-            str(c["source"]), int(str(c["num_classes"])), pretrained=True, model_dir=models_dir()
-        )
-        model.net = net
-        card.update(source=c["source"], source_meta=meta)
+        card.update(source=c["source"], source_meta=source_meta)
     test = env.dataset(str(c["dataset"]), "test")
     metrics["test_accuracy"] = accuracy(model, test, ctx)
     metrics["test_n"] = len(test)
@@ -58,11 +62,5 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     )
 
 
-@torch.no_grad()
-def accuracy(model: torch.nn.Module, data: ImageData, ctx: JobContext, batch_size: int = 1000) -> float:
-    model.to(ctx.device).eval()
-    correct = 0
-    for x, y in data.batches(batch_size, ctx.device):
-        with ctx.autocast():
-            correct += int((model(x).argmax(1) == y).sum())
-    return correct / max(1, len(data))
+def accuracy(model: torch.nn.Module, data: ImageData, ctx: JobContext) -> float:
+    return count_correct(model, data, ctx.device) / max(1, len(data))

@@ -24,15 +24,26 @@ def models_dir() -> Path:
     return cache_dir() / "models"
 
 
-def new_classifier(config: dict[str, object]) -> Classifier:
-    """The untrained module a classifier job's config describes (its weights come from the artifact)."""
+def source_classifier(config: dict[str, object]) -> tuple[Classifier, dict[str, Any]]:
+    """A model-zoo classifier with its published weights (the library caches them after the first load).
+
+    There is no weights-free skeleton to rebuild it from: RobustBench only hands out its models with their
+    checkpoints, and a torchvision or timm model's wrapper takes its normalization from the named weights.
+    """
     norm = config["normalization"]
     assert isinstance(norm, dict)
     num_classes = int(str(config["num_classes"]))
+    net, meta = load_external(str(config["source"]), num_classes, pretrained=True, model_dir=models_dir())
+    return Classifier(net, norm["mean"], norm["std"]), meta
+
+
+def new_classifier(config: dict[str, object]) -> Classifier:
+    """The module a classifier job's config describes, before its artifact's weights are loaded into it."""
     if config.get("origin") == "source":
-        net, _ = load_external(str(config["source"]), num_classes, pretrained=False, model_dir=models_dir())
-        return Classifier(net, norm["mean"], norm["std"])
-    return build_classifier(str(config["arch"]), num_classes, norm["mean"], norm["std"])
+        return source_classifier(config)[0]
+    norm = config["normalization"]
+    assert isinstance(norm, dict)
+    return build_classifier(str(config["arch"]), int(str(config["num_classes"])), norm["mean"], norm["std"])
 
 
 class Upstream:

@@ -1,14 +1,18 @@
 """Read-only views of the store for reports and the CLI summary.
 
 A run links to the jobs it covered with the labels its matrix gave them; a cell view joins those labels with
-the content-keyed result rows and the cell's soundness flags.
+the content-keyed result rows and the cell's soundness flags. Because rows are keyed by content, the run a
+page is built from is often not the run that computed its numbers (a resumed or repeated run links stored
+jobs as ``skipped``), so every view also records which run last computed each job.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import posixpath
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.storage import Store
 from bench.storage.models import Flag, Result, Run
@@ -48,6 +52,10 @@ class CellView:
     wall_s: float
     n_forward: int
     n_backward: int
+    #: The run that computed this cell's numbers (None when the store does not say).
+    computed_in: int | None = None
+    #: The attacks whose per-example worst case the robust number is; cells over different sets differ.
+    attacks: tuple[str, ...] = ()
     m: int | None = None
     draw: int | None = None
     failed_checks: tuple[tuple[str, str], ...] = ()
@@ -85,6 +93,17 @@ class CorruptionView:
     scale: str
 
 
+@dataclass(frozen=True)
+class RunShare:
+    """One run that computed some of the jobs a view shows: the run a page credits for its numbers."""
+
+    run: Run
+    #: Linked jobs this run computed (training, attacks, cells, corruptions).
+    jobs: int
+    #: Of those, worst-case cells: the numbers of the transferability tables.
+    cells: int
+
+
 @dataclass
 class RunView:
     run: Run
@@ -92,13 +111,33 @@ class RunView:
     corruptions: list[CorruptionView] = field(default_factory=list)
     classifiers: list[dict[str, Any]] = field(default_factory=list)
     frontends: list[dict[str, Any]] = field(default_factory=list)
+    #: Runs that computed the linked jobs, oldest first.
+    computed: list[RunShare] = field(default_factory=list)
+    #: Jobs this run linked, and how many of them it found already stored instead of computing.
+    linked: int = 0
+    skipped: int = 0
+
+
+class MatrixKey(NamedTuple):
+    """What identifies a matrix across runs: its name alone is not unique, two files may share it."""
+
+    name: str
+    path: str
+
+
+def matrix_key(run: Run) -> MatrixKey:
+    """``./m.yaml`` and ``m.yaml`` are the same file; the path as typed is all the store keeps."""
+    return MatrixKey(run.matrix_name, posixpath.normpath(run.matrix_path.replace("\\", "/")))
 
 
 def _metric(r: Result) -> Metric:
     return Metric(r.value, r.ci_low, r.ci_high, r.n, r.successes)
 
 
-def run_view(store: Store, run: Run) -> RunView:
+def run_view(store: Store, run: Run, runs: Mapping[int, Run] | None = None) -> RunView:
+    """The jobs ``run`` linked, with their rows; ``runs`` (by id) names the runs that computed them."""
+    if runs is None:
+        runs = {r.id: r for r in store.runs()}
     links = store.run_jobs(run.id)
     keys = [link.job_key for link in links]
     jobs = {j.key: j for j in store.jobs(keys)}
@@ -108,12 +147,19 @@ def run_view(store: Store, run: Run) -> RunView:
     flags: dict[str, list[Flag]] = defaultdict(list)
     for f in store.flags_for(keys):
         flags[f.job_key].append(f)
-    view = RunView(run)
+    view = RunView(run, linked=len(links), skipped=sum(link.skipped for link in links))
+    computed_jobs: Counter[int] = Counter()
+    computed_cells: Counter[int] = Counter()
     for link in links:
         job = jobs.get(link.job_key)
         uses = link.labels.get("uses", [])
         if job is None:
             continue
+        # A job's row names the run that last computed it; its result rows were written in that same step.
+        computed_in = job.run_id
+        if job.status == "done" and computed_in is not None:
+            computed_jobs[computed_in] += 1
+            computed_cells[computed_in] += job.kind == "cell"
         if job.kind == "train-classifier":
             for use in uses:
                 view.classifiers.append(
@@ -187,20 +233,24 @@ def run_view(store: Store, run: Run) -> RunView:
                     wall_s=robust.wall_s,
                     n_forward=robust.n_forward,
                     n_backward=robust.n_backward,
+                    computed_in=computed_in,
+                    attacks=tuple(str(a) for a in use.get("attacks", ())),
                     m=use.get("m"),
                     draw=use.get("draw"),
                     failed_checks=failed,
                     passed_checks=passed,
                 )
             )
+    view.computed = [RunShare(runs[i], computed_jobs[i], computed_cells[i]) for i in sorted(computed_jobs)]
     return view
 
 
-def latest_runs(store: Store) -> dict[str, Run]:
-    """Per matrix name, the run its tables show: the latest finished one, else the latest of any status."""
-    latest: dict[str, Run] = {}
+def latest_runs(store: Store) -> dict[MatrixKey, Run]:
+    """Per matrix, the run its tables show: the latest finished one, else the latest of any status."""
+    latest: dict[MatrixKey, Run] = {}
     for run in store.runs():
-        current = latest.get(run.matrix_name)
+        key = matrix_key(run)
+        current = latest.get(key)
         if current is None or run.status == "done" or current.status != "done":
-            latest[run.matrix_name] = run
+            latest[key] = run
     return latest

@@ -1,5 +1,10 @@
 """The static HTML report: a run index, one transferability page per matrix, and a sortable leaderboard.
 
+A matrix page puts every (defense, guide set) of the matrix in one table per threat model, against every
+target it was evaluated on, so native and transferred numbers of a front-end sit on one row; ensemble-size
+experiments add accuracy-vs-m tables, a different shape. Each page names the run(s) that computed its
+numbers, which for a resumed or repeated run is not the run the page is built from.
+
 Everything a page needs (CSS, the table sorter) is inlined, so a report folder can be archived, mailed or
 opened from file:// years later without a network. Matrix names, labels and check details come from user
 files, so they only ever reach HTML through Jinja's autoescaping, and file names are derived defensively.
@@ -18,16 +23,35 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from bench.report.data import CellView, CorruptionView, Metric, RunView, latest_runs, run_view
+from bench.report.data import (
+    CellView,
+    CorruptionView,
+    MatrixKey,
+    Metric,
+    RunShare,
+    RunView,
+    latest_runs,
+    matrix_key,
+    run_view,
+)
 from bench.storage import Store
 from bench.storage.models import Run
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _MAX_SLUG = 80
+_HASH_CHARS = 10
 _REDUCED_PREFIX = "reduced: "
 #: Values that may become CSS class names; anything else (the store is not trusted) maps to "other".
 _STATUSES = frozenset({"done", "failed", "running"})
 _RELATIONS = frozenset({"native", "cross-model", "cross-dataset", "no-guides"})
+#: What each relation tag means, in the order the legend lists them.
+_RELATION_NOTES = {
+    "native": "the target guided the front-end's training.",
+    "cross-model": "the target is another classifier of the guides' dataset, unseen in training.",
+    "cross-dataset": "the target classifies another dataset than the guides do.",
+    "no-guides": "the front-end trains without guides, so no target is native or transferred.",
+    "undefended": "no front-end: the target classifier alone, the baseline of its column.",
+}
 _KIND_BLURBS = {
     "native": "Front-ends evaluated on the classifiers that guided their training.",
     "cross-model": "Front-ends trained with one set of guides, evaluated unchanged on other classifiers of "
@@ -89,6 +113,11 @@ def relation_class(relation: str) -> str:
     return relation if relation in _RELATIONS else "other"
 
 
+def relation_label(cell: CellView) -> str:
+    """``none`` is stored as "no-guides" like any guide-free front-end; a reader wants "undefended"."""
+    return "undefended" if cell.defense_kind == "none" else cell.relation
+
+
 def short_commit(commit: str | None) -> str:
     return "unknown" if not commit else commit[:8]
 
@@ -108,20 +137,28 @@ def row_label(defense: str, guides: Sequence[str]) -> str:
 
 
 # -- file names ----------------------------------------------------------------------------------------------
-def matrix_file_names(names: Iterable[str]) -> dict[str, str]:
-    """A distinct, plain ``matrix-*.html`` name per matrix, even for hostile names or case-folding disks.
+def matrix_file_name(key: MatrixKey, digits: int | None = None) -> str:
+    """``matrix-<name>-<hash of name and path>.html``: plain, and the same on every render of the matrix.
 
-    A name that had to be altered (or would collide with one already taken) gets a hash of the original, so
-    two different matrices never overwrite each other's page.
+    Two matrix files may share a name, so the name alone would let one page overwrite the other; the hash
+    depends on nothing but the matrix itself, so links into the report survive re-renders and new matrices.
     """
-    out: dict[str, str] = {}
+    slug = _UNSAFE.sub("_", key.name).strip("._-")[:_MAX_SLUG] or "matrix"
+    digest = hashlib.sha256(f"{key.name}\0{key.path}".encode()).hexdigest()
+    return f"matrix-{slug}-{digest[: digits or _HASH_CHARS]}.html"
+
+
+def matrix_file_names(keys: Iterable[MatrixKey]) -> dict[MatrixKey, str]:
+    """A distinct file name per matrix, even on case-folding disks; a (vanishingly rare) clash of short
+    hashes falls back to the full hash rather than letting two matrices share a page."""
+    out: dict[MatrixKey, str] = {}
     taken: set[str] = set()
-    for name in names:
-        slug = _UNSAFE.sub("_", name).strip("._-")[:_MAX_SLUG]
-        if not slug or slug != name or slug.lower() in taken:
-            slug = f"{slug or 'matrix'}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
-        taken.add(slug.lower())
-        out[name] = f"matrix-{slug}.html"
+    for key in sorted(set(keys)):
+        name = matrix_file_name(key)
+        if name.lower() in taken:
+            name = matrix_file_name(key, digits=64)
+        taken.add(name.lower())
+        out[key] = name
     return out
 
 
@@ -138,6 +175,49 @@ def _write(out_dir: Path, file_name: str, text: str) -> Path:
 class TransferRow:
     label: str
     cells: list[CellView | None]
+
+
+@dataclass(frozen=True)
+class Column:
+    target: str
+    dataset: str
+
+
+@dataclass
+class TransferTable:
+    """Every (defense, guide set) of a matrix against every target it met, under one threat model.
+
+    One row holds a front-end's native, cross-model and cross-dataset numbers side by side, and the
+    undefended row gives each column its baseline; a blank cell is a combination the matrix never evaluated.
+    Cells of different norms, radii, attack sets or guide datasets are not comparable, so those split tables.
+    """
+
+    anchor: str
+    norm: str
+    eps: float
+    threats: list[str]
+    attacks: tuple[str, ...]
+    guide_dataset: str
+    columns: list[Column]
+    rows: list[TransferRow]
+    notes: list[tuple[int, str]]
+
+    @property
+    def dataset_spans(self) -> list[tuple[str, int]]:
+        """(dataset, number of target columns) in column order, for a header over cross-dataset targets."""
+        spans: list[tuple[str, int]] = []
+        for col in self.columns:
+            if spans and spans[-1][0] == col.dataset:
+                spans[-1] = (col.dataset, spans[-1][1] + 1)
+            else:
+                spans.append((col.dataset, 1))
+        return spans
+
+    @property
+    def legend(self) -> list[tuple[str, str, str]]:
+        """(css relation, shown label, meaning) of each relation the table's cells carry."""
+        seen = {relation_label(c): c.relation for r in self.rows for c in r.cells if c is not None}
+        return [(seen[label], label, note) for label, note in _RELATION_NOTES.items() if label in seen]
 
 
 @dataclass(frozen=True)
@@ -159,6 +239,11 @@ class SizePoint:
         return max(c.robust.value for c in self.draws)
 
     @property
+    def n(self) -> str:
+        """Examples per draw; draws evaluated on different numbers of examples say so."""
+        return "/".join(str(n) for n in dict.fromkeys(c.robust.n for c in self.draws))
+
+    @property
     def failed_checks(self) -> tuple[tuple[str, str], ...]:
         return tuple(dict.fromkeys(f for c in self.draws for f in c.failed_checks))
 
@@ -175,28 +260,38 @@ class SizeTable:
 
 
 @dataclass
-class ThreatBlock:
-    """One threat x epsilon of one experiment: its transferability table and, for ensemble size, m tables."""
+class SizeBlock:
+    """One threat model of one ensemble-size experiment: robust accuracy against m, per defense."""
 
-    threat: str
+    threats: list[str]
     norm: str
     eps: float
-    targets: list[str]
-    rows: list[TransferRow]
-    size_tables: list[SizeTable]
+    attacks: tuple[str, ...]
+    tables: list[SizeTable]
     notes: list[tuple[int, str]]
-
-    @property
-    def has_native(self) -> bool:
-        return any(c is not None and c.relation == "native" for r in self.rows for c in r.cells)
 
 
 @dataclass
-class ExperimentSection:
+class SizeSection:
+    index: int
+    blocks: list[SizeBlock]
+    cells: list[CellView]
+
+    @property
+    def anchor(self) -> str:
+        return f"sizes-{self.index}"
+
+
+@dataclass(frozen=True)
+class ExperimentNote:
+    """What one experiment of the matrix evaluates, and where on the page its numbers are."""
+
     index: int
     kind: str
     blurb: str
-    blocks: list[ThreatBlock]
+    rows: list[str]
+    targets: list[str]
+    anchor: str
 
 
 @dataclass(frozen=True)
@@ -237,10 +332,17 @@ class CorruptionRow:
 
 @dataclass
 class MatrixPage:
-    name: str
+    key: MatrixKey
     file_name: str
+    #: The run the page is built from: the matrix's latest finished run, which may have computed nothing.
     run: Run
-    experiments: list[ExperimentSection]
+    #: The runs that computed the page's numbers, and how much of the shown run was found already stored.
+    computed: list[RunShare]
+    linked: int
+    skipped: int
+    experiments: list[ExperimentNote]
+    tables: list[TransferTable]
+    size_sections: list[SizeSection]
     attacks: list[CellView]
     classifiers: list[ClassifierCard]
     frontends: list[FrontendCard]
@@ -250,11 +352,16 @@ class MatrixPage:
     #: Scale string -> its footnote number, shared by every table of the page.
     note_of: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def name(self) -> str:
+        return self.key.name
+
 
 @dataclass(frozen=True)
 class LeaderRow:
     cell: CellView
-    page: str
+    #: The page and the table on it that show the cell.
+    link: str
     rank: int
 
 
@@ -262,6 +369,43 @@ def _numbered(scales: Iterable[str], note_of: dict[str, int]) -> list[tuple[int,
     for s in scales:
         note_of.setdefault(s, len(note_of) + 1)
     return sorted({(note_of[s], scale_note(s)) for s in scales})
+
+
+def _threat_groups(cells: Iterable[CellView], *extra: str) -> list[list[CellView]]:
+    """Cells split by what makes their numbers comparable (norm, radius, attack set, plus ``extra`` fields),
+    in a fixed order, so tables and their anchors come out the same on every render."""
+    groups: dict[tuple[Any, ...], list[CellView]] = {}
+    for c in cells:
+        key = (c.norm, c.eps, c.attacks, *(getattr(c, name) for name in extra))
+        groups.setdefault(key, []).append(c)
+    return [groups[k] for k in sorted(groups)]
+
+
+def _transfer_table(anchor: str, cells: list[CellView], note_of: dict[str, int]) -> TransferTable:
+    datasets = list(dict.fromkeys(c.dataset for c in cells))
+    columns = sorted(
+        dict.fromkeys(Column(c.target, c.dataset) for c in cells), key=lambda col: datasets.index(col.dataset)
+    )
+    by_row: dict[tuple[str, tuple[str, ...]], dict[str, CellView]] = {}
+    for c in cells:
+        by_row.setdefault((c.defense, c.guides), {}).setdefault(c.target, c)
+    rows = [
+        TransferRow(row_label(defense, guides), [row.get(col.target) for col in columns])
+        for (defense, guides), row in by_row.items()
+    ]
+    first = cells[0]
+    in_reading_order = (c.scale for r in rows for c in r.cells if c is not None and c.reduced)
+    return TransferTable(
+        anchor=anchor,
+        norm=first.norm,
+        eps=first.eps,
+        threats=list(dict.fromkeys(c.threat for c in cells)),
+        attacks=first.attacks,
+        guide_dataset=first.train_dataset,
+        columns=columns,
+        rows=rows,
+        notes=_numbered(dict.fromkeys(in_reading_order), note_of),
+    )
 
 
 def _size_tables(cells: list[CellView]) -> list[SizeTable]:
@@ -282,19 +426,33 @@ def _size_tables(cells: list[CellView]) -> list[SizeTable]:
     return tables
 
 
-def _block(cells: list[CellView], kind: str, note_of: dict[str, int]) -> ThreatBlock:
-    first = cells[0]
-    targets = list(dict.fromkeys(c.target for c in cells))
-    by_row: dict[tuple[str, tuple[str, ...]], dict[str, CellView]] = {}
-    for c in cells:
-        by_row.setdefault((c.defense, c.guides), {}).setdefault(c.target, c)
-    rows = [
-        TransferRow(row_label(defense, guides), [row.get(t) for t in targets])
-        for (defense, guides), row in by_row.items()
-    ]
-    notes = _numbered(dict.fromkeys(c.scale for c in cells if c.reduced), note_of)
-    sizes = _size_tables(cells) if kind == "ensemble-size" else []
-    return ThreatBlock(first.threat, first.norm, first.eps, targets, rows, sizes, notes)
+def _size_section(index: int, cells: list[CellView], note_of: dict[str, int]) -> SizeSection:
+    blocks = []
+    for group in _threat_groups(cells):
+        first = group[0]
+        blocks.append(
+            SizeBlock(
+                threats=list(dict.fromkeys(c.threat for c in group)),
+                norm=first.norm,
+                eps=first.eps,
+                attacks=first.attacks,
+                tables=_size_tables(group),
+                notes=_numbered(dict.fromkeys(c.scale for c in group if c.reduced), note_of),
+            )
+        )
+    return SizeSection(index, blocks, cells)
+
+
+def _experiment_note(index: int, cells: list[CellView], anchor: str) -> ExperimentNote:
+    kind = cells[0].kind
+    return ExperimentNote(
+        index=index,
+        kind=kind,
+        blurb=_KIND_BLURBS.get(kind, ""),
+        rows=list(dict.fromkeys(row_label(c.defense, c.guides) for c in cells)),
+        targets=list(dict.fromkeys(c.target for c in cells)),
+        anchor=anchor,
+    )
 
 
 def _classifier_cards(view: RunView) -> list[ClassifierCard]:
@@ -362,19 +520,35 @@ def _corruption_rows(views: list[CorruptionView]) -> tuple[list[CorruptionRow], 
     return rows, severities
 
 
-def matrix_page(view: RunView, file_name: str) -> MatrixPage:
+def matrix_page(key: MatrixKey, view: RunView, file_name: str) -> MatrixPage:
+    """The page of one matrix: one transferability table per threat model over all its non-ensemble-size
+    experiments, and an accuracy-vs-m section per ensemble-size experiment."""
     page = MatrixPage(
-        view.run.matrix_name, file_name, view.run, [], [], _classifier_cards(view), _frontend_cards(view)
+        key=key,
+        file_name=file_name,
+        run=view.run,
+        computed=view.computed,
+        linked=view.linked,
+        skipped=view.skipped,
+        experiments=[],
+        tables=[],
+        size_sections=[],
+        attacks=[],
+        classifiers=_classifier_cards(view),
+        frontends=_frontend_cards(view),
     )
     worst = [c for c in view.cells if c.worst_case]
+    transfer = [c for c in worst if c.kind != "ensemble-size"]
+    groups = _threat_groups(transfer, "train_dataset")
+    page.tables = [_transfer_table(f"transfer-{i}", g, page.note_of) for i, g in enumerate(groups, start=1)]
     for index in sorted({c.experiment for c in worst}):
         mine = [c for c in worst if c.experiment == index]
-        kind = mine[0].kind
-        groups: dict[tuple[str, float], list[CellView]] = {}
-        for c in mine:
-            groups.setdefault((c.threat, c.eps), []).append(c)
-        blocks = [_block(g, kind, page.note_of) for g in groups.values()]
-        page.experiments.append(ExperimentSection(index, kind, _KIND_BLURBS.get(kind, ""), blocks))
+        if mine[0].kind == "ensemble-size":
+            section = _size_section(index, mine, page.note_of)
+            page.size_sections.append(section)
+            page.experiments.append(_experiment_note(index, mine, section.anchor))
+        else:
+            page.experiments.append(_experiment_note(index, mine, "transfer"))
     page.attacks = sorted(
         (c for c in view.cells if not c.worst_case),
         key=lambda c: (c.experiment, c.threat, c.eps, c.defense, c.guides, c.target, c.attack),
@@ -388,30 +562,40 @@ def matrix_page(view: RunView, file_name: str) -> MatrixPage:
     return page
 
 
-def leaderboard_rows(views: dict[str, RunView], pages: dict[str, str]) -> list[LeaderRow]:
-    """One row per (matrix, defense, guides, target, threat, eps): a cell shared by experiments counts once.
+def leaderboard_rows(pages: Iterable[MatrixPage]) -> list[LeaderRow]:
+    """One row per worst-case cell of each page, linked to the table that shows it; a cell shared by
+    several experiments counts once (and links to its transferability table rather than an m table).
 
     Sorted best first, so the page reads right before (or without) any JavaScript.
     """
-    seen: dict[tuple[str, str, tuple[str, ...], str, str, float], CellView] = {}
-    for name, view in views.items():
-        for c in view.cells:
-            if c.worst_case:
-                seen.setdefault((name, c.defense, c.guides, c.target, c.threat, c.eps), c)
+    seen: dict[tuple[str, str, str, tuple[str, ...], str], tuple[CellView, str]] = {}
+    for page in pages:
+        placed = [
+            (c, table.anchor)
+            for table in page.tables
+            for row in table.rows
+            for c in row.cells
+            if c is not None
+        ]
+        placed += [(c, section.anchor) for section in page.size_sections for c in section.cells]
+        for c, anchor in placed:
+            key = (page.file_name, c.job_key, c.defense, c.guides, c.target)
+            seen.setdefault(key, (c, f"{page.file_name}#{anchor}"))
     ordered = sorted(
         seen.values(),
-        key=lambda c: (
-            -c.robust.value,
-            -c.clean.value,
-            c.matrix,
-            c.defense,
-            c.guides,
-            c.target,
-            c.threat,
-            c.eps,
+        key=lambda item: (
+            -item[0].robust.value,
+            -item[0].clean.value,
+            item[0].matrix,
+            item[1],
+            item[0].defense,
+            item[0].guides,
+            item[0].target,
+            item[0].threat,
+            item[0].eps,
         ),
     )
-    return [LeaderRow(c, pages[c.matrix], i) for i, c in enumerate(ordered, start=1)]
+    return [LeaderRow(c, link, i) for i, (c, link) in enumerate(ordered, start=1)]
 
 
 # -- rendering -----------------------------------------------------------------------------------------------
@@ -436,7 +620,9 @@ def environment() -> Environment:
         versions=versions_summary,
         scale_note=scale_note,
     )
-    env.globals.update(eps_label=eps_label, row_label=row_label)
+    env.globals.update(
+        eps_label=eps_label, row_label=row_label, relation_label=relation_label, matrix_key=matrix_key
+    )
     return env
 
 
@@ -445,13 +631,14 @@ def render_site(store: Store, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     env = environment()
     runs = store.runs()
+    by_id = {run.id: run for run in runs}
     latest = latest_runs(store)
-    pages = matrix_file_names(latest)
-    views = {name: run_view(store, run) for name, run in latest.items()}
+    names = matrix_file_names(matrix_key(run) for run in runs)
+    pages = [matrix_page(key, run_view(store, run, by_id), names[key]) for key, run in latest.items()]
     matrix_template = env.get_template("matrix.html")
-    for name, view in views.items():
-        _write(out_dir, pages[name], matrix_template.render(page=matrix_page(view, pages[name])))
-    board = leaderboard_rows(views, pages)
+    for page in pages:
+        _write(out_dir, page.file_name, matrix_template.render(page=page))
+    board = leaderboard_rows(pages)
     board_notes: dict[str, int] = {}
     notes = _numbered(dict.fromkeys(r.cell.scale for r in board if r.cell.reduced), board_notes)
     _write(
@@ -460,11 +647,11 @@ def render_site(store: Store, out_dir: Path) -> Path:
         env.get_template("leaderboard.html").render(rows=board, notes=notes, note_of=board_notes),
     )
     shown = {run.id for run in latest.values()}
-    matrices = [(name, pages[name], run) for name, run in latest.items()]
+    run_pages = {run.id: names[matrix_key(run)] for run in runs}
     return _write(
         out_dir,
         "index.html",
         env.get_template("index.html").render(
-            runs=list(reversed(runs)), matrices=matrices, pages=pages, shown=shown
+            runs=list(reversed(runs)), pages=pages, run_pages=run_pages, shown=shown
         ),
     )

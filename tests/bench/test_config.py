@@ -66,6 +66,50 @@ def test_missing_file(tmp_path: Path) -> None:
         load_matrix(tmp_path / "nope.yaml")
 
 
+def matrix_text(classifiers: str) -> str:
+    """BASE as YAML with a hand-written ``classifiers`` block, the one part PyYAML would otherwise rewrite."""
+    rest = {k: v for k, v in BASE.items() if k != "classifiers"}
+    return f"classifiers:\n{classifiers}{yaml.safe_dump(rest)}"
+
+
+def test_duplicate_classifier_names_file_line_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(
+        matrix_text(
+            "  A: {arch: mnist-a, dataset: mnist}\n"
+            "  C: {arch: mnist-c, dataset: mnist}\n"
+            "  A: {arch: mnist-c, dataset: mnist}\n"
+        )
+    )
+    with pytest.raises(ConfigError) as err:
+        load_matrix(path)
+    assert str(err.value) == (
+        f"{path}: malformed YAML at line 4, column 3: duplicate key 'A' (first given at line 2)"
+    )
+
+
+def test_duplicate_keys_on_one_line_and_at_top_level(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(matrix_text("  A: {arch: mnist-a, dataset: mnist, dataset: fashion-mnist}\n"))
+    with pytest.raises(
+        ConfigError, match=r"line 2, column \d+: duplicate key 'dataset' \(first given at line 2\)"
+    ):
+        load_matrix(path)
+    path.write_text(f"name: a\n{yaml.safe_dump(BASE)}")
+    with pytest.raises(ConfigError, match=r"dup\.yaml: .* duplicate key 'name' \(first given at line 1\)"):
+        load_matrix(path)
+
+
+def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    """``<<: *anchor`` then a key of the mapping's own is YAML's way to override, not a duplicate."""
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        matrix_text("  A: &a {arch: mnist-a, dataset: mnist, seed: 3}\n  C:\n    <<: *a\n    arch: mnist-c\n")
+    )
+    c = load_matrix(path).classifiers["C"]
+    assert (c.arch, c.dataset, c.seed) == ("mnist-c", "mnist", 3)
+
+
 def test_unknown_key_has_its_path() -> None:
     raw = edit(defenses__aaa__parms={"epochs": 1})
     with pytest.raises(ConfigError, match=r"m\.yaml: defenses\.aaa\.parms: unknown key"):

@@ -156,3 +156,31 @@ def test_ensemble_draws_are_seeded_and_distinct(env: Env) -> None:
 
     assert guide_sets(a) == guide_sets(b)
     assert {m for m, _, g in guide_sets(a) if len(g) == m} == {1, 2}
+
+
+def test_weights_files_are_keyed_by_content_not_by_path(env: Env, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from classifiers.base import build_classifier
+
+    torch.manual_seed(0)
+    model = build_classifier("mnist-c", 10, (0.1307,), (0.3081,))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    first = tmp_path / "one" / "c.safetensors"
+    first.parent.mkdir()
+    save_file(state, first)
+    second = tmp_path / "two" / "c.safetensors"
+    second.parent.mkdir()
+    shutil.copy(first, second)
+    keys = []
+    for path in (first, second):
+        raw = {**MATRIX, "classifiers": {**MATRIX["classifiers"], "C": {"arch": "mnist-c", "dataset": "mnist",
+                                                                       "weights": str(path)}}}
+        planned = plan_matrix(parse_matrix(raw, "m.yaml"), tmp_path, env)
+        spec = next(s for s in planned.graph if s.config.get("origin") == "weights")
+        assert spec.locations["weights"] == str(path)
+        keys.append(spec.key)
+    assert keys[0] == keys[1]

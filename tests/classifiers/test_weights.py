@@ -17,7 +17,13 @@ from torch import nn
 import classifiers  # noqa: F401  (registers the built-in architectures)
 from bench.errors import WeightsError
 from classifiers.registry import CLASSIFIERS
-from classifiers.weights import load_into, load_state_dict_file, match_keys, sha256_file
+from classifiers.weights import (
+    load_classifier_weights,
+    load_into,
+    load_state_dict_file,
+    match_keys,
+    sha256_file,
+)
 
 
 def resnet20(num_classes: int = 10, seed: int = 0) -> nn.Module:
@@ -200,3 +206,22 @@ def test_sha256_file(tmp_path: Path) -> None:
     assert sha256_file(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
     with pytest.raises(WeightsError):
         sha256_file(tmp_path / "missing")
+
+
+def test_the_harness_own_classifier_artifact_loads_as_weights() -> None:
+    from classifiers.base import build_classifier
+
+    trained = build_classifier("mnist-c", 10, (0.1307,), (0.3081,))
+    artifact = {k: v.clone() for k, v in trained.state_dict().items()}  # net.* plus mean and std
+    fresh = build_classifier("mnist-c", 10, (0.1307,), (0.3081,))
+    load_classifier_weights(fresh, artifact, "artifact")
+    assert_same(snapshot(fresh), artifact)
+
+
+def test_an_artifact_with_another_normalization_is_refused() -> None:
+    from classifiers.base import build_classifier
+
+    artifact = build_classifier("mnist-c", 10, (0.5,), (0.5,)).state_dict()
+    target = build_classifier("mnist-c", 10, (0.1307,), (0.3081,))
+    with pytest.raises(WeightsError, match=r"saved with normalization mean=\[0.5\].*set the classifier's"):
+        load_classifier_weights(target, artifact, "artifact")

@@ -42,7 +42,20 @@ class PoisonDefense(Defense):
         return Poison()
 
 
-for name, cls in (("test-crop", CropDefense), ("test-poison", PoisonDefense)):
+class TrainableCropDefense(CropDefense):
+    """Test-only: a trainable front-end that crops; it must be refused before its training starts."""
+
+    trainable = True
+
+    def fit(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        raise AssertionError("a front-end of the wrong shape must be refused before training")
+
+
+for name, cls in (
+    ("test-crop", CropDefense),
+    ("test-poison", PoisonDefense),
+    ("test-crop-trainable", TrainableCropDefense),
+):
     if name not in DEFENSES:
         DEFENSES.add(name, cls)
 
@@ -81,6 +94,7 @@ def run(tmp: Path, data_dir: Path, defense: str) -> Any:
     [
         ("test-crop", "must return images of the shape it is given"),
         ("test-poison", "outside [0,1] or non-finite values"),
+        ("test-crop-trainable", "must return images of the shape it is given"),
     ],
 )
 def test_misbehaving_front_end_stops_the_run(
@@ -95,6 +109,7 @@ def test_misbehaving_front_end_stops_the_run(
         rows = conn.execute("select count(*) from results where defense='bad'").fetchone()[0]
         status = conn.execute("select status from runs").fetchall()
     assert done >= 1, "jobs that finished before the failure are kept"
-    assert [label for (label,) in failed] == [f"front-end bad ({defense})"]
+    label = f"front-end bad ({defense})" + (" guides C" if "trainable" in defense else "")
+    assert [failed_label for (failed_label,) in failed] == [label]
     assert rows == 0
     assert status == [("failed",)]

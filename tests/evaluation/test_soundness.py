@@ -17,7 +17,7 @@ from torch import nn
 from bench.attacks import ATTACKS, Pipeline, Threat
 from bench.context import JobContext
 from bench.data.base import DatasetInfo, ImageData
-from bench.evaluation.checks import ATTACK_CHECKS, AttackEvidence, CellEvidence, CheckResult
+from bench.evaluation.checks import ATTACK_CHECKS, BASIC_CHECKS, AttackEvidence, CellEvidence, CheckResult
 from bench.evaluation.run_attack import run_attack
 from defenses.base import FrontEnd, Identity, NonDifferentiable
 
@@ -77,7 +77,8 @@ def cell(frontend: Callable[[], FrontEnd], attacks: Sequence[AttackSpec]) -> Cel
 
 
 def check(name: str, evidence: CellEvidence) -> CheckResult:
-    return ATTACK_CHECKS.get(name)(evidence)
+    registry = ATTACK_CHECKS if name in ATTACK_CHECKS.names() else BASIC_CHECKS
+    return registry.get(name)(evidence)
 
 
 PGD: AttackSpec = ("pgd", {"steps": 20}, True)
@@ -85,13 +86,15 @@ NAIVE_PGD: AttackSpec = ("pgd", {"steps": 20}, False)
 
 
 def test_all_checks_are_registered() -> None:
-    assert {"iterative-beats-fgsm", "eps-sweep-to-chance", "steps-doubling-stable", "whitebox-beats-transfer",
-            "naive-gradient"} <= set(ATTACK_CHECKS.names())
+    attacking = {"iterative-beats-fgsm", "eps-sweep-to-chance", "steps-doubling-stable"}
+    attacking.add("whitebox-beats-transfer")
+    free = {"naive-gradient", "autoattack-checks", "finite-gradients", "pipeline-output", "inside-threat"}
+    assert attacking <= set(ATTACK_CHECKS.names()) and free <= set(BASIC_CHECKS.names())
 
 
 def test_sound_evaluation_passes_every_check() -> None:
     evidence = cell(Quantize, [PGD])
-    for entry in ATTACK_CHECKS:
+    for entry in [*ATTACK_CHECKS, *BASIC_CHECKS]:
         result = entry.obj(evidence)
         assert result.passed, f"{entry.name}: {result.detail}"
 
@@ -163,7 +166,7 @@ def test_checks_use_only_the_check_prefix() -> None:
 
 
 def test_autoattack_warnings_fail_the_cell() -> None:
-    check = ATTACK_CHECKS.get("autoattack-checks")
+    check = BASIC_CHECKS.get("autoattack-checks")
     x = torch.zeros(2, 1, 4, 4)
     ok = torch.ones(2, dtype=torch.bool)
 

@@ -1,14 +1,17 @@
-"""Tests for bench.report.render: the static site rendered from a small, hand-built results store.
+"""Tests for bench.report.render: the static site rendered from small, hand-built results stores.
 
-The store holds one finished matrix with two defenses ("aaa" and the undefended "none") over native,
+The main store holds one finished matrix with two defenses ("aaa" and the undefended "none") over native,
 cross-model and ensemble-size experiments, one cell that failed a soundness check, one reduced-scale cell, and
 two further runs whose names (and a defense label) are hostile, to check escaping and file-name sanitizing,
-and a run that never finished.
+and a run that never finished. A second store holds run histories: a re-run that skipped every stored job, a
+run resumed after a failure, and two matrix files that share a name.
 """
 
 from __future__ import annotations
 
 import hashlib
+import html as html_lib
+import posixpath
 import re
 import sys
 from collections.abc import Sequence
@@ -26,7 +29,9 @@ if str(REPO_ROOT) not in sys.path:  # the package is not installed and tests/ ha
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.evaluation.rows import accuracy_row  # noqa: E402
-from bench.report.render import matrix_file_names, render_site  # noqa: E402
+from bench.report import render  # noqa: E402
+from bench.report.data import MatrixKey  # noqa: E402
+from bench.report.render import matrix_file_name, matrix_file_names, render_site  # noqa: E402
 from bench.storage import JobRecord, Store  # noqa: E402
 
 EPS = 8 / 255
@@ -82,6 +87,10 @@ def rows(
     ]
 
 
+def job_key(run: int, label: str) -> str:
+    return hashlib.sha256(f"{run}:{label}".encode()).hexdigest()
+
+
 def record(
     store: Store,
     run: int,
@@ -94,7 +103,7 @@ def record(
     config: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> None:
-    key = hashlib.sha256(f"{run}:{label}".encode()).hexdigest()
+    key = job_key(run, label)
     store.record_job(
         run,
         JobRecord(
@@ -123,27 +132,22 @@ def cell(
     n: int = 100,
     scale: tuple[str, ...] = (),
     failed: str | None = None,
-) -> None:
+) -> str:
+    """Record a worst-case cell computed by ``run``; returns its job key."""
     u = uses[0]
     flags = [
         {"check": "robust-le-clean", "passed": True, "detail": "robust <= clean on every example"},
         {"check": "inside-threat", "passed": failed is None, "detail": failed or "all within eps"},
     ]
-    record(
-        store,
-        run,
-        "cell",
-        f"cell {u['defense']} {u['guides']} -> {u['target']}",
-        uses,
-        results=rows(u, clean, robust, n, scale),
-        flags=flags,
-    )
+    label = f"cell {u['defense']} {u['guides']} -> {u['target']}"
+    record(store, run, "cell", label, uses, results=rows(u, clean, robust, n, scale), flags=flags)
+    return job_key(run, label)
 
 
-def start(store: Store, name: str) -> int:
+def start(store: Store, name: str, path: str | None = None) -> int:
     return store.start_run(
         matrix_name=name,
-        matrix_path=f"matrices/{name}.yaml",
+        matrix_path=path or f"matrices/{name}.yaml",
         matrix_sha256="f" * 64,
         matrix={"name": name},
         git_commit="0123456789abcdef0123",
@@ -226,8 +230,19 @@ def page(site: Path, name: str) -> str:
     return (site / name).read_text(encoding="utf-8")
 
 
-def matrix_page(site: Path, matrix: str) -> str:
-    return page(site, matrix_file_names([matrix])[matrix])
+def key(matrix: str, path: str | None = None) -> MatrixKey:
+    """The key a run started by :func:`start` gets (its path normalized, as the report does)."""
+    return MatrixKey(matrix, posixpath.normpath(path or f"matrices/{matrix}.yaml"))
+
+
+def matrix_page(site: Path, matrix: str, path: str | None = None) -> str:
+    return page(site, matrix_file_name(key(matrix, path)))
+
+
+def text(html: str) -> str:
+    """What a reader sees of a page: tags dropped, entities decoded, whitespace collapsed."""
+    body = re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S)
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", body)).split())
 
 
 # -- reading the HTML back -----------------------------------------------------------------------------------
@@ -286,19 +301,38 @@ class Tables(HTMLParser):
 
 
 # -- tests ---------------------------------------------------------------------------------------------------
-def test_transfer_table_shows_clean_and_robust_with_intervals_and_n(site: Path) -> None:
-    native = Tables(matrix_page(site, "demo")).with_class("transfer")[0]
-    assert [c.text for c in native.rows[0]] == ["defense [guides] \\ target", "A", "B"]
-    aaa_a = native.row("aaa [A+B]")[1].text
-    assert "robust 62.0% [51.7, 71.5]" in aaa_a
-    assert "clean 93.0% [86.1, 97.1]" in aaa_a
-    assert "n = 100" in aaa_a
-    assert "robust 12.0% [6.4, 20.0]" in native.row("none")[1].text
+def transfer_cells(html: str) -> list[Cell]:
+    return [c for t in Tables(html).with_class("transfer") for r in t.rows for c in r]
+
+
+def test_one_transfer_table_puts_native_and_transferred_numbers_on_one_row(site: Path) -> None:
+    tables = Tables(matrix_page(site, "demo")).with_class("transfer")
+    assert len(tables) == 1  # the native and cross-model experiments share the threat model, hence one table
+    table = tables[0]
+    assert [c.text for c in table.rows[0]] == ["defense [guides] \\ target", "A", "B", "C"]
+    # The ensemble-size-only front-end (aaa [A], m = 1) has its own m table, not a row here.
+    assert [r[0].text for r in table.rows[1:]] == ["aaa [A+B]", "none"]
+    aaa = table.row("aaa [A+B]")
+    assert [c.attrs["class"] for c in aaa[1:]] == [
+        "cell rel-native",
+        "cell rel-native",
+        "cell rel-cross-model",
+    ]
+    assert [c.text.split()[-1] for c in aaa[1:]] == ["native", "native", "cross-model"]
+    assert "robust 47.0% [36.9, 57.2]" in aaa[3].text
+    assert [c.text.split()[-1] for c in table.row("none")[1:]] == ["undefended"] * 3
+
+
+def test_transfer_cell_shows_clean_and_robust_with_intervals_and_n(site: Path) -> None:
+    table = Tables(matrix_page(site, "demo")).with_class("transfer")[0]
+    assert (
+        table.row("aaa [A+B]")[1].text == "robust 62.0% [51.7, 71.5] clean 93.0% [86.1, 97.1] n = 100 native"
+    )
+    assert "robust 12.0% [6.4, 20.0]" in table.row("none")[1].text
 
 
 def test_unreliable_marker_sits_on_the_flagged_cell_only(site: Path) -> None:
-    tables = Tables(matrix_page(site, "demo"))
-    cells = [c for t in tables.with_class("transfer") for r in t.rows for c in r]
+    cells = transfer_cells(matrix_page(site, "demo"))
     marked = [c for c in cells if "unreliable" in c.text]
     assert len(marked) == 1
     assert "41.0% [31.3, 51.3] unreliable: inside-threat" in marked[0].text
@@ -311,8 +345,7 @@ def test_unreliable_marker_sits_on_the_flagged_cell_only(site: Path) -> None:
 
 def test_reduced_scale_cell_is_marked_and_its_note_stated(site: Path) -> None:
     html = matrix_page(site, "demo")
-    cells = [c for t in Tables(html).with_class("transfer") for r in t.rows for c in r]
-    reduced = [c for c in cells if "reduced" in c.text]
+    reduced = [c for c in transfer_cells(html) if "reduced" in c.text]
     assert len(reduced) == 1
     assert "robust 18.0% [8.6, 31.4] reduced1" in reduced[0].text
     assert f"Reduced scale: {REDUCED_NOTE}" in html
@@ -328,7 +361,11 @@ def test_reduced_scale_cell_is_marked_and_its_note_stated(site: Path) -> None:
 def test_ensemble_size_table_gives_robust_accuracy_per_m(site: Path) -> None:
     sizes = Tables(matrix_page(site, "demo")).with_class("sizes")[0]
     assert [c.text for c in sizes.rows[0]] == ["target", "m = 1", "m = 2"]
-    assert [c.text for c in sizes.row("C")] == ["C", "20.0% [12.7, 29.2]", "47.0% [36.9, 57.2]"]
+    assert [c.text for c in sizes.row("C")] == [
+        "C",
+        "20.0% [12.7, 29.2] n = 100",
+        "47.0% [36.9, 57.2] n = 100",
+    ]
 
 
 def test_breakdown_and_cards(site: Path) -> None:
@@ -344,7 +381,8 @@ def test_breakdown_and_cards(site: Path) -> None:
 
 
 def test_leaderboard_is_sorted_by_robust_accuracy_and_has_one_row_per_cell(site: Path) -> None:
-    board = Tables(page(site, "leaderboard.html")).with_class("leaderboard")[0]
+    html = page(site, "leaderboard.html")
+    board = Tables(html).with_class("leaderboard")[0]
     assert "sortable" in board.classes
     robust = [float(r[10].attrs["data-sort"]) for r in board.rows[1:]]
     assert robust == sorted(robust, reverse=True)
@@ -353,6 +391,11 @@ def test_leaderboard_is_sorted_by_robust_accuracy_and_has_one_row_per_cell(site:
     assert [r[0].text for r in board.rows[1:]] == [str(i) for i in range(1, 10)]
     assert board.rows[1][10].text == "62.0% [51.7, 71.5]"
     assert board.rows[1][8].text == "8/255"
+    # A row links to the table showing it: the shared cell to the transfer table, m = 1 to its m table.
+    demo = matrix_file_name(key("demo"))
+    links = re.findall(r'<a href="([^"]+)">demo</a>', html)
+    assert sorted(set(links)) == [f"{demo}#sizes-2", f"{demo}#transfer-1"]
+    assert links.count(f"{demo}#sizes-2") == 1
 
 
 def test_site_is_self_contained(site: Path) -> None:
@@ -364,7 +407,8 @@ def test_site_is_self_contained(site: Path) -> None:
 
 
 def test_hostile_names_are_escaped_and_files_stay_in_out_dir(site: Path) -> None:
-    pages = matrix_file_names(["demo", HOSTILE, "../../escape", "stalled"]).values()
+    names = ["demo", HOSTILE, "../../escape", "stalled"]
+    pages = matrix_file_names(key(n) for n in names).values()
     assert sorted(p.name for p in site.iterdir()) == sorted(["index.html", "leaderboard.html", *pages])
     assert {p.name for p in site.parent.iterdir() if not p.name.startswith("r.db")} == {"site"}
     hostile_page = matrix_page(site, HOSTILE)
@@ -375,13 +419,20 @@ def test_hostile_names_are_escaped_and_files_stay_in_out_dir(site: Path) -> None
     assert "This run failed" not in matrix_page(site, "demo")
 
 
-def test_matrix_file_names_are_plain_and_distinct() -> None:
+def test_matrix_file_names_are_plain_distinct_and_stable(monkeypatch: pytest.MonkeyPatch) -> None:
     names = ["demo", "../x", "..", "", "a/b", "a_b", "Demo", HOSTILE, "x" * 300]
-    files = matrix_file_names(names)
-    assert files["demo"] == "matrix-demo.html"
-    assert len(set(f.lower() for f in files.values())) == len(names)
+    keys = [MatrixKey(n, "m.yaml") for n in names] + [MatrixKey("demo", "other/m.yaml")]
+    files = matrix_file_names(keys)
+    assert files[MatrixKey("demo", "m.yaml")].startswith("matrix-demo-")
+    assert len({f.lower() for f in files.values()}) == len(keys)
     for f in files.values():
-        assert re.fullmatch(r"matrix-[A-Za-z0-9][A-Za-z0-9_.-]*\.html", f) and len(f) < 120, f
+        assert re.fullmatch(r"matrix-[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{10}\.html", f) and len(f) < 120, f
+    # A page's name depends on its matrix alone, not on which other matrices the store holds.
+    assert {k: matrix_file_names([k])[k] for k in keys} == files
+    # Should two short hashes ever clash, one page takes the full hash rather than sharing a file.
+    monkeypatch.setattr(render, "_HASH_CHARS", 0)
+    clash = matrix_file_names([MatrixKey("demo", "a.yaml"), MatrixKey("demo", "b.yaml")])
+    assert len(set(clash.values())) == 2
 
 
 def test_index_lists_every_run_with_provenance(site: Path) -> None:
@@ -397,3 +448,119 @@ def test_unfinished_run_is_shown_as_such(site: Path) -> None:
     html = matrix_page(site, "stalled")
     assert "This run did not finish" in html and "This run has no completed cells." in html
     assert "did not finish" not in matrix_page(site, "demo")
+
+
+# -- run histories -------------------------------------------------------------------------------------------
+HIST = [
+    [use(0, "native", "native", "aaa", "A", "A")],
+    [use(0, "native", "no-guides", "none", "", "A")],
+    [use(1, "cross-model", "cross-model", "aaa", "A", "B")],
+]
+
+
+def build_history(store: Store) -> None:
+    """Runs 1-2: "hist" computed, then re-run (its path spelled differently) finding every job stored.
+    Runs 3-4: "resumed" fails after one cell, the next run computes the other. Runs 5-6: two files "twin".
+    Run 7: "shared" needs only a job run 1 computed for "hist"."""
+    first = start(store, "hist")
+    keys = [cell(store, first, u, 80, 40 - 10 * i) for i, u in enumerate(HIST)]
+    store.finish_run(first, "done")
+    again = start(store, "hist", "./matrices/hist.yaml")
+    for key, u in zip(keys, HIST, strict=True):
+        store.link(again, key, u, skipped=True)
+    store.finish_run(again, "done")
+
+    native, undefended = HIST[0], HIST[1]
+    broken = start(store, "resumed")
+    done = cell(store, broken, native, 80, 45)
+    store.finish_run(broken, "failed", "KeyboardInterrupt")
+    resumed = start(store, "resumed")
+    store.link(resumed, done, native, skipped=True)
+    cell(store, resumed, undefended, 90, 2)
+    store.finish_run(resumed, "done")
+
+    for where, robust in (("one", 33), ("two", 22)):
+        twin = start(store, "twin", f"matrices/{where}/twin.yaml")
+        cell(store, twin, native, 70, robust)
+        store.finish_run(twin, "done")
+
+    shared = start(store, "shared")
+    store.link(shared, keys[0], native, skipped=True)
+    store.finish_run(shared, "done")
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("history")
+    store = Store(root / "h.db")
+    build_history(store)
+    render_site(store, root / "site")
+    return root / "site"
+
+
+RUN = r"\(\d{4}-\d\d-\d\d \d\d:\d\d UTC, commit 01234567, cpu: x86_64, 8 threads"
+
+
+def test_page_credits_the_run_that_computed_its_numbers_not_the_rerun(history: Path) -> None:
+    html = matrix_page(history, "hist")
+    assert re.search(
+        rf"Numbers computed in run #1 {RUN}\); last checked by run #2 {RUN}\), "
+        r"which found all 3 of its jobs already in the store and skipped them\.",
+        text(html),
+    ), text(html)
+    cells = [c for c in transfer_cells(html) if "cell" in c.attrs.get("class", "").split()]
+    assert len(cells) == 3 and all(c.attrs["title"].endswith("computed in run #1") for c in cells)
+    assert "as part of matrix" not in html  # "./matrices/hist.yaml" is the file run 1 ran
+
+
+def test_numbers_computed_for_another_matrix_say_which(history: Path) -> None:
+    assert re.search(
+        rf"Numbers computed in run #1 {RUN}\); last checked by run #7 {RUN}\), "
+        r"which found its one job already in the store and skipped it\. .* 1 job\(s\), 1 evaluated cell\(s\) "
+        r"· as part of matrix hist \( ?matrices/hist.yaml ?\)",
+        text(matrix_page(history, "shared")),
+    )
+
+
+def test_resumed_run_credits_each_run_with_its_share(history: Path) -> None:
+    assert re.search(
+        rf"Numbers computed in runs #3 {RUN}: 1 of 2 jobs\) and #4 {RUN}: 1 of 2 jobs\); "
+        rf"last checked by run #4 {RUN}\), "
+        r"which found 1 of its 2 jobs already in the store and computed the rest\.",
+        text(matrix_page(history, "resumed")),
+    )
+
+
+def test_combination_not_evaluated_is_blank(history: Path) -> None:
+    table = Tables(matrix_page(history, "hist")).with_class("transfer")[0]
+    assert [c.text for c in table.rows[0]] == ["defense [guides] \\ target", "A", "B"]
+    blank = table.row("none")[2]
+    assert blank.attrs["class"] == "empty" and blank.text == ""
+    assert table.row("aaa [A]")[2].text.endswith("cross-model")
+
+
+def test_matrices_sharing_a_name_get_a_page_each(history: Path) -> None:
+    one = text(matrix_page(history, "twin", "matrices/one/twin.yaml"))
+    two = text(matrix_page(history, "twin", "matrices/two/twin.yaml"))
+    assert "robust 33.0%" in one and "robust 22.0%" not in one
+    assert "robust 22.0%" in two and "robust 33.0%" not in two
+    # hist's two spellings of one path are one matrix: 5 pages in all.
+    assert len([p for p in history.iterdir() if p.name.startswith("matrix-")]) == 5
+    matrices = Tables(page(history, "index.html")).with_class("matrices")[0]
+    assert sorted((r[0].text, r[1].text) for r in matrices.rows[1:] if r[0].text == "twin") == [
+        ("twin", "matrices/one/twin.yaml"),
+        ("twin", "matrices/two/twin.yaml"),
+    ]
+
+
+def test_page_names_survive_rerenders_and_new_matrices(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.db")
+    build_history(store)
+    render_site(store, tmp_path / "before")
+    run = start(store, "twin", "matrices/three/twin.yaml")
+    cell(store, run, HIST[0], 60, 11)
+    store.finish_run(run, "done")
+    render_site(store, tmp_path / "after")
+    before = {p.name for p in (tmp_path / "before").iterdir()}
+    after = {p.name for p in (tmp_path / "after").iterdir()}
+    assert before < after and len(after - before) == 1

@@ -96,8 +96,7 @@ class Noisy(FrontEnd):
     randomized = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.generator is not None
-        noise = torch.randn(x.shape, generator=self.generator, device=x.device)
+        noise = torch.randn(x.shape, generator=self.rng(x.device), device=x.device)
         return (x + 0.05 * noise).clamp(0, 1)
 
 

@@ -157,8 +157,7 @@ class Noisy(FrontEnd):
     randomized = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.generator is not None
-        noise = torch.randn(x.shape, generator=self.generator, device=x.device)
+        noise = torch.randn(x.shape, generator=self.rng(x.device), device=x.device)
         return (x + 0.05 * noise).clamp(0, 1)
 
 
@@ -211,3 +210,19 @@ def test_nan_logits_are_refused() -> None:
     x, _ = data(2)
     with pytest.raises(EvaluationError, match="NaN or infinite logits"):
         Pipeline(NaNClassifier(), Identity()).predict(x)
+
+
+def test_fgsm_takes_an_absolute_step_size() -> None:
+    x, y = data(4)
+    cls = ATTACKS.get("fgsm")
+    attack = cls(cls.Params.model_validate({"step_sizes": [0.05]}))
+    adv = attack.perturb(Pipeline(linear_model(), Identity()), x, y, Threat("linf", 0.3), JobContext())
+    assert float((adv - x).abs().max()) == pytest.approx(0.05, abs=1e-6)
+    assert attack.describe()["step_sizes_run"] == [0.05]
+
+
+def test_presets_record_the_step_size_they_derive_from_epsilon() -> None:
+    cls = ATTACKS.get("pgd-cann")
+    attack = cls(cls.Params.model_validate({"steps": 1, "variant": "appendix"}))
+    attack.perturb(Pipeline(linear_model(), Identity()), *data(2), Threat("linf", 0.1), JobContext())
+    assert attack.describe()["step_sizes_run"] == [pytest.approx(0.1 * 1.25 * 255 / 100)]

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.attacks.threat import Threat
+from bench.attacks.threat import Threat, max_radius
+from bench.errors import ConfigError
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
@@ -33,6 +34,17 @@ def test_violations_detect_ball_box_and_nan() -> None:
     assert Threat("linf", 0.5).violations(box, box - 0.01).tolist() == [True]
 
 
-def test_max_eps() -> None:
-    assert Threat("l2", 1).max_eps((1, 28, 28)) == pytest.approx(28.0)
-    assert Threat("linf", 1).max_eps((3, 32, 32)) == 1.0
+def test_max_radius() -> None:
+    assert max_radius("l2", (1, 28, 28)) == pytest.approx(28.0)
+    assert max_radius("linf", (3, 32, 32)) == 1.0
+
+
+@pytest.mark.parametrize("eps", [0.0, -0.1, float("nan"), float("inf")])
+def test_threat_refuses_a_radius_that_is_not_positive_and_finite(eps: float) -> None:
+    with pytest.raises(ConfigError, match="positive finite radius"):
+        Threat("linf", eps)
+
+
+def test_threat_refuses_an_unknown_norm() -> None:
+    with pytest.raises(ConfigError, match="unknown norm 'l3'"):
+        Threat("l3", 0.1)  # type: ignore[arg-type]

@@ -126,7 +126,8 @@ def test_runner_binds_the_guide_surrogate_with_its_own_randomness() -> None:
     surrogate = bind_surrogate(attack, spec, cast(Upstream, upstream), bpda=False)
     assert surrogate is not None
     assert surrogate.classifier is models["guide"]
-    assert isinstance(surrogate.frontend, Flip) and surrogate.frontend.generator is not None
+    assert isinstance(surrogate.frontend, Flip)
+    assert surrogate.frontend.rng(torch.device("cpu")).initial_seed() == int(spec.key[12:24], 16)
     assert upstream.frontends_built == 1
 
 

@@ -1,0 +1,21 @@
+"""Semantic checks of a matrix that its schema cannot express."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.bench.test_config import edit, problems
+
+
+@pytest.mark.parametrize("kind", ["pgd-norouzzadeh", "pgd"])
+def test_pgd_that_cannot_reach_the_edge_of_the_ball_is_refused(tmp_path: Path, kind: str) -> None:
+    params = {} if kind == "pgd-norouzzadeh" else {"steps": 10, "step_sizes": [0.01]}
+    msg = problems(edit(attacks={"short": {"kind": kind, "params": params}}), tmp_path)
+    assert "attacks.short" in msg and "cannot reach the edge of the ball" in msg
+
+
+def test_the_same_problem_is_reported_once(tmp_path: Path) -> None:
+    msg = problems(edit(threats__linf__epsilons=[1.5]), tmp_path)
+    assert msg.count("exceeds 1") == 1
