@@ -8,6 +8,7 @@ valid ones.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Hashable
 from fractions import Fraction
 from pathlib import Path
@@ -254,20 +255,32 @@ def parse_matrix(raw: dict[str, Any], source: str) -> MatrixConfig:
         raise ConfigError(format_validation_error(exc, source)) from exc
 
 
-def format_validation_error(exc: ValidationError, source: str, prefix: tuple[str | int, ...] = ()) -> str:
+def format_validation_error(
+    exc: ValidationError,
+    source: str,
+    prefix: tuple[str | int, ...] = (),
+    model: type[BaseModel] | None = None,
+) -> str:
+    """One line per problem. With ``model`` (the schema of a flat parameter block), an unknown key also
+    names the closest valid keys, since a misspelt parameter is the usual cause."""
     lines = []
     for err in exc.errors():
         loc = _key_path(prefix + tuple(err["loc"]))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not part of the schema)"
+            if model is not None and len(err["loc"]) == 1:
+                valid = sorted(model.model_fields)
+                close = difflib.get_close_matches(str(err["loc"][0]), valid, n=3, cutoff=0.6)
+                hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+                msg += f"; {hint}(valid: {', '.join(valid)})"
         elif err["type"] == "missing":
             msg = "required key is missing"
         expected = err.get("ctx", {}).get("expected")
-        if expected and "expected" not in msg.lower():
+        if expected and "expected" not in msg.lower() and str(expected) not in msg:
             msg += f" (expected {expected})"
         got = err.get("input")
-        if err["type"] not in ("missing",) and not isinstance(got, dict | list):
+        if err["type"] not in ("missing",) and not isinstance(got, dict | list) and repr(got) not in msg:
             msg += f"; got {got!r}"
         lines.append(f"{source}: {loc}: {msg}")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ and the graph of a matrix that was already run is recognised job by job.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,14 +324,31 @@ def _pairs(exp: Any) -> list[tuple[list[str], list[str], dict[str, Any]]]:
     if isinstance(exp, NativeExperiment):
         return [(s, list(dict.fromkeys(s)), {}) for s in guide_sets(exp)]
     if isinstance(exp, EnsembleSizeExperiment):
-        out = []
-        for m in exp.sizes:
-            for draw in range(exp.draws):
-                rng = random.Random(f"{exp.seed}:{m}:{draw}")
-                guides = sorted(rng.sample(list(exp.pool), m), key=list(exp.pool).index)
-                out.append((guides, list(exp.targets), {"m": m, "draw": draw}))
-        return out
+        return [
+            (guides, list(exp.targets), {"m": m, "draw": draw})
+            for m in exp.sizes
+            for draw, guides in enumerate(_distinct_draws(list(exp.pool), m, exp.draws, exp.seed))
+        ]
     return [(s, list(exp.targets), {}) for s in guide_sets(exp)]
+
+
+def _distinct_draws(pool: list[str], m: int, draws: int, seed: int) -> list[list[str]]:
+    """Up to ``draws`` different guide sets of size m, as many as the pool has (one when m is its size).
+
+    A repeated set would be the same front-end counted as another independent draw, which narrows the spread
+    an ensemble-size plot shows; so a repeat is drawn again. Attempt k uses the seed string of draw k, so
+    the sets drawn while none repeats are the same as without this rule.
+    """
+    wanted = min(draws, math.comb(len(pool), m))
+    found: list[list[str]] = []
+    attempt = 0
+    while len(found) < wanted:
+        rng = random.Random(f"{seed}:{m}:{attempt}")
+        guides = sorted(rng.sample(pool, m), key=pool.index)
+        if guides not in found:
+            found.append(guides)
+        attempt += 1
+    return found
 
 
 def _relation(trainable: bool, target: str, guides: list[str], target_ds: str, guide_ds: str) -> str:

@@ -55,7 +55,7 @@ class Problems:
             return model.model_validate(values)
         except ValidationError as exc:
             prefix = tuple(path.split("."))
-            self.lines.append(format_validation_error(exc, self.source, prefix))
+            self.lines.append(format_validation_error(exc, self.source, prefix, model))
             return None
 
     def raise_if_any(self) -> None:

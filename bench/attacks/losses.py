@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from bench.errors import ConfigError
 from bench.registry import Registry
 
 
@@ -27,6 +28,11 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def dlr(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Croce & Hein's Difference of Logits Ratio: the margin, made scale-invariant."""
+    if logits.shape[1] < 3:
+        raise ConfigError(
+            "the DLR loss needs at least 3 classes (it divides by the top-1 minus top-3 logit), the pipeline "
+            f"has {logits.shape[1]}; use loss: margin"
+        )
     logits = logits.float()
     top = logits.sort(dim=1, descending=True).values
     scale = (top[:, 0] - top[:, 2]).clamp_min(1e-12)

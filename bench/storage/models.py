@@ -32,7 +32,7 @@ class Run(Base):
     git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
     versions: Mapped[dict[str, Any]] = mapped_column(JSON)
     device: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20))  # running | done | failed
+    status: Mapped[str] = mapped_column(String(20))  # running | done | failed | interrupted
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
@@ -91,7 +91,7 @@ class Result(Base):
     defense_kind: Mapped[str] = mapped_column(String(50))
     guides: Mapped[list[Any]] = mapped_column(JSON)
     target: Mapped[str] = mapped_column(String(200))
-    relation: Mapped[str] = mapped_column(String(20))  # native | cross-model | cross-dataset | undefended
+    relation: Mapped[str] = mapped_column(String(20))  # native | cross-model | cross-dataset | no-guides
     norm: Mapped[str] = mapped_column(String(8))
     epsilon: Mapped[float] = mapped_column(Float)
     attack: Mapped[str] = mapped_column(String(100))

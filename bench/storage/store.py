@@ -18,9 +18,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, delete, event, select
 from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from bench.artifacts import StoredArtifact
+from bench.errors import BenchError
 from bench.storage.models import Artifact, Flag, Job, Result, Run, RunJob
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -57,9 +59,12 @@ class Store:
     def _migrate(self) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except DatabaseError as exc:
+            raise BenchError(f"{self.path} is not a Frontline results store (SQLite: {exc.orig})") from exc
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -184,3 +184,13 @@ def test_weights_files_are_keyed_by_content_not_by_path(env: Env, tmp_path: Path
         assert spec.locations["weights"] == str(path)
         keys.append(spec.key)
     assert keys[0] == keys[1]
+
+
+def test_ensemble_draws_never_repeat_a_guide_set() -> None:
+    from bench.plan import _distinct_draws
+
+    pool = ["A", "B", "C", "D"]
+    assert _distinct_draws(pool, 4, 3, 0) == [pool], "one set of size 4 exists, drawn once"
+    pairs = _distinct_draws(pool, 2, 10, 0)
+    assert len(pairs) == 6 and len({tuple(p) for p in pairs}) == 6
+    assert _distinct_draws(pool, 2, 2, 7) == _distinct_draws(pool, 2, 2, 7)

@@ -19,3 +19,13 @@ def test_pgd_that_cannot_reach_the_edge_of_the_ball_is_refused(tmp_path: Path, k
 def test_the_same_problem_is_reported_once(tmp_path: Path) -> None:
     msg = problems(edit(threats__linf__epsilons=[1.5]), tmp_path)
     assert msg.count("exceeds 1") == 1
+
+
+def test_a_misspelt_parameter_gets_the_closest_valid_key(tmp_path: Path) -> None:
+    msg = problems(edit(defenses__aaa__params={"widht": 8}), tmp_path)
+    assert "defenses.aaa.params.widht: unknown key" in msg and "did you mean 'width'?" in msg
+
+
+def test_a_bad_choice_is_not_described_twice(tmp_path: Path) -> None:
+    msg = problems(edit(threats__linf__norm="l3"), tmp_path)
+    assert msg.count("'linf', 'l2' or 'l1'") == 1

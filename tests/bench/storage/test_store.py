@@ -4,6 +4,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
@@ -120,3 +121,12 @@ def test_migrations_build_the_schema_the_models_declare(tmp_path: Path) -> None:
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    from bench.errors import BenchError
+
+    bad = tmp_path / "notes.db"
+    bad.write_text("not a database\n" * 100)
+    with pytest.raises(BenchError, match="is not a Frontline results store"):
+        Store(bad)
