@@ -38,10 +38,22 @@ class JobContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
     show_progress: bool = False
+    #: bf16 autocast for training; None: on CUDA only (on most CPUs bf16 is slower than fp32).
+    mixed_precision: bool | None = None
+    #: Channels-last tensors for training; None: on CUDA only, where convolutions run faster that way.
+    channels_last: bool | None = None
 
     @property
     def cuda(self) -> bool:
         return self.device.type == "cuda"
+
+    @property
+    def use_bf16(self) -> bool:
+        return self.cuda if self.mixed_precision is None else self.mixed_precision
+
+    @property
+    def use_channels_last(self) -> bool:
+        return self.cuda if self.channels_last is None else self.channels_last
 
     def generator(self, salt: int = 0, device: torch.device | None = None) -> torch.Generator:
         """An RNG private to one consumer, so one component's draws never shift another's."""
@@ -64,9 +76,9 @@ class JobContext:
 
     @contextmanager
     def autocast(self) -> Iterator[None]:
-        """bf16 autocast on CUDA, a no-op elsewhere (CPU bf16 is slower than fp32 on most hosts)."""
-        if self.cuda:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+        """bf16 autocast when :attr:`use_bf16`, else a no-op. Training only: evaluation stays in fp32."""
+        if self.use_bf16:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 yield
         else:
             yield

@@ -108,7 +108,7 @@ def measure_floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: JobCo
     """
     device = ctx.device
     m = copy.deepcopy(model).to(device)
-    if ctx.cuda:
+    if ctx.use_channels_last:
         m.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     m.train()

@@ -3,7 +3,8 @@ training-recipe interface.
 
 Recipes are seedable and deterministic on CPU for a fixed seed. The data lives in memory as uint8 tensors (see
 :class:`bench.data.base.ImageData`); on CUDA the whole training set is moved to the device once and augmented
-there, so the loader never dominates a step. CUDA runs use bf16 autocast and channels-last, and
+there, so the loader never dominates a step. CUDA runs use bf16 autocast and channels-last (a
+:class:`~bench.context.JobContext` can switch either on or off anywhere), and
 ``compile: true`` wraps the model in ``torch.compile``.
 """
 
@@ -102,7 +103,7 @@ class Recipe(ABC):
         ctx.seed_everything()
         device = ctx.device
         model.to(device)
-        if ctx.cuda:
+        if ctx.use_channels_last:
             model.to(memory_format=torch.channels_last)
         step_model: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if params.compile else model
         images = train.images.to(device)
@@ -120,7 +121,7 @@ class Recipe(ABC):
             for s in range(steps_per_epoch):
                 idx = order[s * params.batch_size : (s + 1) * params.batch_size]
                 x = self.augment(images[idx].float().div_(255.0), params, gen)
-                if ctx.cuda:
+                if ctx.use_channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with ctx.autocast():
                     loss = F.cross_entropy(step_model(x), labels[idx])

@@ -242,7 +242,10 @@ class PGDVaishnaviMnist(PGD):
 
     norms = ("linf",)
     Params = VaishnaviMnistParams
-    source = "Vaishnavi et al., AAA (arXiv 1909.05921), MNIST evaluation: 100 steps x 50 restarts"
+    source = (
+        "Vaishnavi et al., AAA (arXiv 1909.05921), MNIST evaluation: 100 steps x 50 restarts; no step size "
+        "is restated there, so the default 2.5*eps/steps (Madry et al.'s rule) applies unless configured"
+    )
 
 
 class VaishnaviCifarParams(PGDParams):
@@ -256,4 +259,7 @@ class PGDVaishnaviCifar(PGD):
 
     norms = ("linf",)
     Params = VaishnaviCifarParams
-    source = "Vaishnavi et al., AAA (arXiv 1909.05921), CIFAR-10 evaluation: 20 steps x 10 restarts"
+    source = (
+        "Vaishnavi et al., AAA (arXiv 1909.05921), CIFAR-10 evaluation: 20 steps x 10 restarts; no step size "
+        "is restated there, so the default 2.5*eps/steps (Madry et al.'s rule) applies unless configured"
+    )

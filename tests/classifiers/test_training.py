@@ -4,6 +4,7 @@ schedules, and a short real MNIST fit that must clear 90% test accuracy."""
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,3 +220,43 @@ def test_mnist_recipe_trains_mnist_c_past_90_percent(mnist: tuple[ImageData, Ima
     with torch.no_grad():
         acc = sum(int((model(x).argmax(1) == y).sum()) for x, y in test.batches(500)) / len(test)
     assert acc > 0.90, f"mnist-c reached only {acc:.3f} on 1000 test images"
+
+
+# ------------------------------------------------------------------ the GPU-only settings, run on the CPU
+
+
+@pytest.mark.parametrize("arch, channels", [("resnet20", 3), ("mnist-a", 1)])
+def test_bf16_autocast_and_channels_last_train_and_leave_an_fp32_model(arch: str, channels: int) -> None:
+    """The settings CUDA runs use by default, forced on here, so their code path runs without a GPU."""
+    g = torch.Generator().manual_seed(0)
+    side = 32 if channels == 3 else 28
+    images = (torch.rand(64, channels, side, side, generator=g) * 255).to(torch.uint8)
+    info = DATASETS.get("cifar10" if channels == 3 else "mnist").info
+    data = ImageData(images, torch.randint(0, 10, (64,), generator=g), "synthetic", info)
+    torch.manual_seed(0)
+    model = build_classifier(arch, 10, info.mean, info.std)
+    before = copy.deepcopy(model.state_dict())
+    recipe = RECIPES.get("cifar" if channels == 3 else "mnist")()
+    params = recipe.Params.model_validate({"epochs": 1, "batch_size": 32})
+    ctx = JobContext(mixed_precision=True, channels_last=True)
+    metrics = recipe.fit(model, data, params, ctx)
+    assert metrics["final_epoch_loss"] == metrics["final_epoch_loss"] > 0
+    after = model.state_dict()
+    assert all(v.dtype == before[k].dtype for k, v in after.items()), "autocast must not change weight dtypes"
+    assert any(not torch.equal(after[k], before[k]) for k in after)
+    with torch.no_grad():
+        logits = model(data.float_images()[:4])
+    assert logits.dtype == torch.float32 and bool(torch.isfinite(logits).all())
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="torch.compile needs a C compiler on the CPU")
+def test_compiled_training_matches_eager_closely(mnist: tuple[ImageData, ImageData]) -> None:
+    """``compile: true`` trains the same module (weights shared with the compiled wrapper), to float noise."""
+    train, _ = train_split(mnist[0], n_train=256, n_val=0)
+    torch.manual_seed(0)
+    init = build_classifier("mnist-c", 10, MNIST_MEAN, MNIST_STD)
+    recipe = MnistRecipe()
+    eager, _ = _fit(init, recipe, MnistParams(epochs=1, batch_size=64), train, seed=0)
+    compiled, _ = _fit(init, recipe, MnistParams(epochs=1, batch_size=64, compile=True), train, seed=0)
+    for k in eager:
+        torch.testing.assert_close(compiled[k], eager[k], rtol=1e-4, atol=1e-5)
