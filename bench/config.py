@@ -70,6 +70,14 @@ class ClassifierConfig(Strict):
             raise ValueError("give weights (a local file) or source (a registered loader), not both")
         if self.arch is None and self.source is None:
             raise ValueError("give arch (a registered architecture) or source (e.g. robustbench:Standard)")
+        if self.source is not None:
+            # A zoo model brings its architecture, weights and normalization; these would be ignored.
+            ignored = [k for k in ("arch", "train", "normalization") if k in self.model_fields_set]
+            if ignored:
+                raise ValueError(f"a source model brings its own architecture, weights and normalization; "
+                                 f"remove {', '.join(ignored)}")
+        if self.weights is not None and self.train:
+            raise ValueError("a classifier loaded from weights is not trained; remove train")
         return self
 
 

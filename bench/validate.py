@@ -29,7 +29,7 @@ from bench.data.corruptions import CORRUPTIONS, SEVERITIES, SUPPORTED_SHAPES
 from bench.data.registry import DATASETS
 from bench.errors import ConfigError, UnknownNameError
 from bench.plugins import load_builtin_plugins
-from classifiers.api import CLASSIFIERS, RECIPES, SOURCES
+from classifiers.api import CLASSIFIERS, RECIPES, SOURCES, check_external
 from defenses.registry import DEFENSES
 
 
@@ -119,7 +119,11 @@ def _check_classifier(
     ok_data = p.name(f"{path}.dataset", "dataset", c.dataset, DATASETS.names())
     if c.source is not None:
         library = c.source.partition(":")[0]
-        p.name(f"{path}.source", "model source library", library, SOURCES.names())
+        if p.name(f"{path}.source", "model source library", library, SOURCES.names()) and ok_data:
+            try:
+                check_external(c.source, DATASETS.get(c.dataset).info.num_classes)
+            except ConfigError as exc:
+                p.add(f"{path}.source", str(exc))
         return DATASETS.get(c.dataset).info.input_shape if ok_data else None
     assert c.arch is not None
     ok_arch = p.name(f"{path}.arch", "classifier", c.arch, CLASSIFIERS.names())

@@ -60,6 +60,12 @@ SourceLoader = Callable[[tuple[str, ...], int, LoadOptions], tuple[nn.Module, di
 
 SOURCES: Registry[SourceLoader] = Registry("model source", "frontline.sources")
 
+#: ``check(args, num_classes)``: everything a loader would refuse that can be known without downloading
+#: (model and weights names, class count), so a matrix naming a wrong zoo model stops before any work.
+SourceCheck = Callable[[tuple[str, ...], int], None]
+
+SOURCE_CHECKS: Registry[SourceCheck] = Registry("model source check", "frontline.source_checks")
+
 
 def parse_source(source: str) -> tuple[str, tuple[str, ...]]:
     """``"robustbench:Standard:cifar10"`` -> ``("robustbench", ("Standard", "cifar10"))``."""
@@ -86,6 +92,17 @@ def load_external(
     loader = SOURCES.get(library)
     model, info = loader(fields, num_classes, LoadOptions(pretrained, Path(model_dir)))
     return model.eval(), {"source": source, "library": library, **info}
+
+
+def check_external(source: str, num_classes: int) -> None:
+    """Refuse, without downloading anything, a source its loader would refuse with its published weights.
+
+    Libraries that register no check (third-party ones may not) are only checked for being registered.
+    """
+    library, fields = parse_source(source)
+    SOURCES.get(library)
+    if library in SOURCE_CHECKS:
+        SOURCE_CHECKS.get(library)(fields, num_classes)
 
 
 def _fields(fields: tuple[str, ...], library: str, usage: str, defaults: tuple[str, ...]) -> tuple[str, ...]:
@@ -126,14 +143,38 @@ def _third_party_weights(what: str, offline_hint: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-@SOURCES.register("torchvision", "torchvision classifiers, wrapped with their weights' normalization")
-def torchvision_model(
-    fields: tuple[str, ...], num_classes: int, options: LoadOptions
-) -> tuple[nn.Module, dict[str, Any]]:
+def _torchvision_name(fields: tuple[str, ...]) -> tuple[str, str]:
     name, weights_name = _fields(fields, "torchvision", "torchvision:<model>[:<weights>]", ("DEFAULT",))
     available = tvm.list_models(module=tvm)
     if name not in available:
         raise UnknownNameError("torchvision classification model", name, available)
+    return name, weights_name
+
+
+def _torchvision_weights(fields: tuple[str, ...], num_classes: int) -> Any:
+    """The weights enum member the source names, refused when its class count is not the dataset's."""
+    name, weights_name = _torchvision_name(fields)
+    enum = tvm.get_model_weights(name)
+    try:
+        weights = enum[weights_name]
+    except KeyError:
+        raise UnknownNameError(
+            f"weights for torchvision {name}", weights_name, ["DEFAULT", *(w.name for w in enum)]
+        ) from None
+    _check_classes(f"torchvision {name} with {weights}", len(weights.meta["categories"]), num_classes)
+    return weights
+
+
+@SOURCE_CHECKS.register("torchvision")
+def _check_torchvision(fields: tuple[str, ...], num_classes: int) -> None:
+    _torchvision_weights(fields, num_classes)
+
+
+@SOURCES.register("torchvision", "torchvision classifiers, wrapped with their weights' normalization")
+def torchvision_model(
+    fields: tuple[str, ...], num_classes: int, options: LoadOptions
+) -> tuple[nn.Module, dict[str, Any]]:
+    name, weights_name = _torchvision_name(fields)
     if not options.pretrained:
         if len(fields) > 1:
             raise ConfigError(f"torchvision weights {weights_name!r} named, but pretrained=False")
@@ -146,14 +187,7 @@ def torchvision_model(
             "std": IMAGENET_STD,
             "input_size": None,
         }
-    enum = tvm.get_model_weights(name)
-    try:
-        weights = enum[weights_name]
-    except KeyError:
-        raise UnknownNameError(
-            f"weights for torchvision {name}", weights_name, ["DEFAULT", *(w.name for w in enum)]
-        ) from None
-    _check_classes(f"torchvision {name} with {weights}", len(weights.meta["categories"]), num_classes)
+    weights = _torchvision_weights(fields, num_classes)
     with _third_party_weights(
         f"torchvision weights {weights}",
         "Downloading them needs network access; offline, pre-populate $TORCH_HOME.",
@@ -171,6 +205,29 @@ def torchvision_model(
     }
 
 
+def _timm_name(fields: tuple[str, ...]) -> str:
+    import timm
+
+    (name,) = _fields(fields, "timm", "timm:<model>[.<tag>]", ())
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else " (see timm.list_models())"
+        raise ConfigError(f"unknown timm model {name!r}{hint}")
+    return name
+
+
+@SOURCE_CHECKS.register("timm")
+def _check_timm(fields: tuple[str, ...], num_classes: int) -> None:
+    import timm.models
+
+    name = _timm_name(fields)
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        raise ConfigError(f"timm model {name!r} has no pretrained weights to load")
+    if cfg.num_classes is not None:
+        _check_classes(f"timm {name}", int(cfg.num_classes), num_classes)
+
+
 @SOURCES.register("timm", "timm models (name or name.tag), wrapped with their pretrained normalization")
 def timm_model(
     fields: tuple[str, ...], num_classes: int, options: LoadOptions
@@ -178,11 +235,7 @@ def timm_model(
     import timm
     import timm.data
 
-    (name,) = _fields(fields, "timm", "timm:<model>[.<tag>]", ())
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else " (see timm.list_models())"
-        raise ConfigError(f"unknown timm model {name!r}{hint}")
+    name = _timm_name(fields)
     if options.pretrained:
         with _third_party_weights(
             f"timm pretrained weights for {name!r}",
@@ -235,15 +288,11 @@ def import_robustbench() -> ModuleType:
 ROBUSTBENCH_INPUT = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "imagenet": (3, 224, 224)}
 
 
-@SOURCES.register("robustbench", "RobustBench model zoo entries (they take [0,1] inputs already)")
-def robustbench_model(
-    fields: tuple[str, ...], num_classes: int, options: LoadOptions
-) -> tuple[nn.Module, dict[str, Any]]:
+def _robustbench_entry(fields: tuple[str, ...], num_classes: int) -> tuple[str, str, str]:
+    """(model, dataset, threat model) of a zoo entry that exists and has the dataset's class count."""
     name, dataset, threat_model = _fields(
         fields, "robustbench", "robustbench:<model_name>[:<dataset>[:<threat_model>]]", ("cifar10", "Linf")
     )
-    if not options.pretrained:
-        raise ConfigError("robustbench sources are only available with their weights (pretrained=True)")
     robustbench = import_robustbench()
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
@@ -260,6 +309,22 @@ def robustbench_model(
         raise UnknownNameError(f"RobustBench {dataset}/{threat_model} model", name, zoo)
     zoo_classes = robustbench.utils.DATASET_CLASSES[datasets[dataset]]
     _check_classes(f"RobustBench {dataset} model {name}", zoo_classes, num_classes)
+    return name, dataset, threat_model
+
+
+@SOURCE_CHECKS.register("robustbench")
+def _check_robustbench(fields: tuple[str, ...], num_classes: int) -> None:
+    _robustbench_entry(fields, num_classes)
+
+
+@SOURCES.register("robustbench", "RobustBench model zoo entries (they take [0,1] inputs already)")
+def robustbench_model(
+    fields: tuple[str, ...], num_classes: int, options: LoadOptions
+) -> tuple[nn.Module, dict[str, Any]]:
+    if not options.pretrained:
+        raise ConfigError("robustbench sources are only available with their weights (pretrained=True)")
+    name, dataset, threat_model = _robustbench_entry(fields, num_classes)
+    robustbench = import_robustbench()
     checkpoint = options.model_dir / dataset / threat_model / f"{name}.pt"
     hint = (
         f"The checkpoint {checkpoint} is there but unusable; delete it to fetch it again."

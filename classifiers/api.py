@@ -4,7 +4,7 @@
 reorganised freely behind it.
 """
 
-from classifiers.adapters import SOURCES, load_external
+from classifiers.adapters import SOURCES, check_external, load_external
 from classifiers.base import Classifier, Recipe, build_classifier, count_correct, freeze
 from classifiers.registry import CLASSIFIERS, RECIPES, ArchSpec
 from classifiers.weights import load_classifier_weights, load_into, load_state_dict_file
@@ -17,6 +17,7 @@ __all__ = [
     "Classifier",
     "Recipe",
     "build_classifier",
+    "check_external",
     "count_correct",
     "freeze",
     "load_classifier_weights",

@@ -29,3 +29,24 @@ def test_a_misspelt_parameter_gets_the_closest_valid_key(tmp_path: Path) -> None
 def test_a_bad_choice_is_not_described_twice(tmp_path: Path) -> None:
     msg = problems(edit(threats__linf__norm="l3"), tmp_path)
     assert msg.count("'linf', 'l2' or 'l1'") == 1
+
+
+def test_a_zoo_model_with_another_class_count_is_refused_before_any_work(tmp_path: Path) -> None:
+    raw = edit(classifiers__C={"source": "torchvision:resnet18", "dataset": "mnist"})
+    msg = problems(raw, tmp_path)
+    assert "classifiers.C.source" in msg and "has 1000 classes but the dataset has 10" in msg
+
+
+@pytest.mark.parametrize(
+    "classifier, expected",
+    [
+        ({"source": "torchvision:resnet18", "dataset": "mnist", "arch": "mnist-c"}, "remove arch"),
+        ({"source": "torchvision:resnet18", "dataset": "mnist", "train": {"epochs": 1}}, "remove train"),
+        ({"arch": "mnist-c", "dataset": "mnist", "weights": "w.safetensors", "train": {"epochs": 1}},
+         "is not trained; remove train"),
+    ],
+)
+def test_settings_a_classifier_would_ignore_are_refused(
+    tmp_path: Path, classifier: dict[str, object], expected: str
+) -> None:
+    assert expected in problems(edit(classifiers__C=classifier), tmp_path)

@@ -18,6 +18,7 @@ from classifiers.adapters import (
     FORCE_WEIGHTS_ONLY,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    check_external,
     import_robustbench,
     load_external,
     parse_source,
@@ -237,3 +238,38 @@ def test_robustbench_names_are_checked_before_any_download(robustbench: Any) -> 
         load_external("robustbench:Standard", 100)
     with pytest.raises(ConfigError, match="only available with their weights"):
         load_external("robustbench:Standard", 10, pretrained=False)
+
+
+# ----------------------------------------------------------------------- checks before any download
+
+
+def test_check_refuses_imagenet_weights_for_a_ten_class_dataset() -> None:
+    with pytest.raises(ConfigError, match="has 1000 classes but the dataset has 10"):
+        check_external("torchvision:resnet18", 10)
+    with pytest.raises(UnknownNameError, match="weights for torchvision resnet18"):
+        check_external("torchvision:resnet18:NO_SUCH_WEIGHTS", 1000)
+    check_external("torchvision:resnet18:IMAGENET1K_V1", 1000)
+
+
+def test_check_reads_timm_class_counts_from_its_config_not_a_download() -> None:
+    with pytest.raises(ConfigError, match="timm resnet18.a1_in1k has 1000 classes"):
+        check_external("timm:resnet18.a1_in1k", 10)
+    with pytest.raises(ConfigError, match="unknown timm model 'resnet18x'"):
+        check_external("timm:resnet18x", 1000)
+
+
+def test_check_knows_robustbench_entries_without_their_checkpoints(
+    robustbench: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(*args: Any) -> None:
+        raise AssertionError("a check must not download anything")
+
+    monkeypatch.setattr(robustbench.utils, "download_gdrive_new", no_network)
+    check_external("robustbench:Standard", 10)
+    with pytest.raises(ConfigError, match="has 10 classes but the dataset has 100"):
+        check_external("robustbench:Standard", 100)
+
+
+def test_a_library_without_a_check_is_only_looked_up() -> None:
+    with pytest.raises(UnknownNameError, match="model source"):
+        check_external("nosuchlib:model", 10)
