@@ -76,8 +76,6 @@ class ClassifierConfig(Strict):
             if ignored:
                 raise ValueError(f"a source model brings its own architecture, weights and normalization; "
                                  f"remove {', '.join(ignored)}")
-        if self.weights is not None and self.train:
-            raise ValueError("a classifier loaded from weights is not trained; remove train")
         return self
 
 

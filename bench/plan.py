@@ -339,6 +339,7 @@ def _distinct_draws(pool: list[str], m: int, draws: int, seed: int) -> list[list
     an ensemble-size plot shows; so a repeat is drawn again. Attempt k uses the seed string of draw k, so
     the sets drawn while none repeats are the same as without this rule.
     """
+    pool = list(dict.fromkeys(pool))  # validation refuses repeats; never loop forever on one anyway
     wanted = min(draws, math.comb(len(pool), m))
     found: list[list[str]] = []
     attempt = 0

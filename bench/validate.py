@@ -27,7 +27,7 @@ from bench.config import (
 )
 from bench.data.corruptions import CORRUPTIONS, SEVERITIES, SUPPORTED_SHAPES
 from bench.data.registry import DATASETS
-from bench.errors import ConfigError, UnknownNameError
+from bench.errors import BenchError, ConfigError, UnknownNameError
 from bench.plugins import load_builtin_plugins
 from classifiers.api import CLASSIFIERS, RECIPES, SOURCES, check_external
 from defenses.registry import DEFENSES
@@ -122,7 +122,7 @@ def _check_classifier(
         if p.name(f"{path}.source", "model source library", library, SOURCES.names()) and ok_data:
             try:
                 check_external(c.source, DATASETS.get(c.dataset).info.num_classes)
-            except ConfigError as exc:
+            except BenchError as exc:
                 p.add(f"{path}.source", str(exc))
         return DATASETS.get(c.dataset).info.input_shape if ok_data else None
     assert c.arch is not None
@@ -170,6 +170,12 @@ def _check_experiment(
         )
     targets = list(getattr(exp, "targets", []))
     names("targets", "classifier", targets, matrix.classifiers)
+    for field, values in (("pool", getattr(exp, "pool", [])), ("targets", targets), *(
+        (f"guide_sets[{j}]" if getattr(exp, "guide_sets", None) else "guides", s) for j, s in enumerate(sets)
+    )):
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            p.add(f"{path}.{field}", f"{', '.join(repeated)} listed more than once")
     if isinstance(exp, EnsembleSizeExperiment):
         names("pool", "classifier", exp.pool, matrix.classifiers)
         for j, m in enumerate(exp.sizes):

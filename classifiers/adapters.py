@@ -206,7 +206,10 @@ def torchvision_model(
 
 
 def _timm_name(fields: tuple[str, ...]) -> str:
-    import timm
+    try:
+        import timm
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"timm sources need timm (pip install 'frontline-bench[zoo]'): {exc}") from exc
 
     (name,) = _fields(fields, "timm", "timm:<model>[.<tag>]", ())
     if not timm.is_model(name):
@@ -221,7 +224,10 @@ def _check_timm(fields: tuple[str, ...], num_classes: int) -> None:
     import timm.models
 
     name = _timm_name(fields)
-    cfg = timm.models.get_pretrained_cfg(name)
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except RuntimeError as exc:  # timm's answer to an unknown pretrained tag
+        raise ConfigError(f"timm model {name!r}: {exc}") from exc
     if cfg is None:
         raise ConfigError(f"timm model {name!r} has no pretrained weights to load")
     if cfg.num_classes is not None:

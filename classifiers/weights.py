@@ -153,11 +153,13 @@ def load_classifier_weights(model: nn.Module, state: Mapping[str, torch.Tensor],
     own = {k: v for k, v in state.items() if k not in ("mean", "std")}
     if len(own) < len(state) and own and all(k.startswith("net.") for k in own):
         for name in ("mean", "std"):
-            if name in state and not torch.allclose(state[name].flatten(), model.get_buffer(name).flatten()):
+            if name not in state:
+                continue
+            saved, wanted = state[name].flatten(), model.get_buffer(name).flatten()
+            if saved.numel() != wanted.numel() or not torch.allclose(saved, wanted):
                 raise WeightsError(
-                    f"{source} was saved with normalization {name}={state[name].flatten().tolist()}, but the "
-                    f"matrix gives {model.get_buffer(name).flatten().tolist()}; set the classifier's "
-                    "normalization to the one it was trained with"
+                    f"{source} was saved with normalization {name}={saved.tolist()}, but the matrix gives "
+                    f"{wanted.tolist()}; set the classifier's normalization to the one it was trained with"
                 )
         state = {k[len("net.") :]: v for k, v in own.items()}
     load_into(net, state, source)

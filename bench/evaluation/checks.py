@@ -124,9 +124,13 @@ def pipeline_output(cell: CellEvidence) -> CheckResult:
     forward passes over the check examples.
     """
     pipeline = cell.make_pipeline()
-    x = cell.data.subset(torch.arange(cell.n_checks), "output-check").float_images(cell.ctx.device)
+    data = cell.data.subset(torch.arange(cell.n_checks), "output-check")
+    passes = []
     with torch.no_grad():
-        first, second = pipeline(x), pipeline(x)
+        for x, _ in data.batches(cell.batch_size, cell.ctx.device):
+            passes.append((pipeline(x), pipeline(x)))
+    first = torch.cat([a for a, _ in passes])
+    second = torch.cat([b for _, b in passes])
     problems = []
     if not pipeline.randomized and not torch.equal(first, second):
         problems.append(

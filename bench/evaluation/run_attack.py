@@ -17,7 +17,7 @@ from bench.evaluation.verify import verified_correct
 #: Part of every evaluating job's key; bumped whenever the harness's judgment of an example changes (how clean
 #: answers are drawn, how votes are counted, what an attack job stores), so outcomes judged the old way are
 #: recomputed instead of reused.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 @dataclass(frozen=True)

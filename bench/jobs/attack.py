@@ -29,16 +29,21 @@ def eval_data(spec: JobSpec, upstream: Upstream, env: Env) -> ImageData:
     return data
 
 
+def derived_seed(*parts: str) -> int:
+    """A seed no other consumer derives: hashed from what it is for, never a slice of a job key, which the
+    executor already uses to seed the global RNG (an attack drawing from that RNG would replay the
+    defense's noise draw for draw)."""
+    return int(hashlib.sha256(":".join(parts).encode()).hexdigest()[:12], 16)
+
+
 def judging_seed(spec: JobSpec) -> int:
     """One seed per (front-end, target, evaluation set): the attack jobs of a cell and the cell itself share
     it, so a randomized pipeline's clean answers are drawn once, not once per attack."""
-    fe_key, target_key = spec.deps[0], spec.deps[1]
-    digest = hashlib.sha256(f"{fe_key}:{target_key}:{spec.data}".encode()).hexdigest()
-    return int(digest[:12], 16)
+    return derived_seed("judge", spec.deps[0], spec.deps[1], spec.data)
 
 
 def attack_seed(spec: JobSpec) -> int:
-    return int(spec.key[:12], 16)
+    return derived_seed("defense-under-attack", spec.key)
 
 
 def pipeline_for(spec: JobSpec, upstream: Upstream, *, bpda: bool = True) -> Pipeline:
@@ -76,7 +81,7 @@ def surrogate_pipeline(spec: JobSpec, upstream: Upstream, kind: str, *, bpda: bo
             )
         classifier = upstream.classifier(guides[0])
         frontend = upstream.frontend(fe_key)
-        frontend.reseed(int(spec.key[12:24], 16))
+        frontend.reseed(derived_seed("surrogate", spec.key))
     else:
         raise ConfigError(f"unknown surrogate {kind!r} for attack {c['attack']!r} (valid: undefended, guide)")
     return Pipeline(
@@ -129,9 +134,13 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     floor = attack.cost_per_example(pipeline) * int(out.clean.sum())
     report = attack.describe()
     extra: dict[str, object] = {}
+    # Every input gradient the attack took, the surrogate's included: a NaN there blinds a transfer attack.
+    nonfinite, zero, backward = out.nonfinite_grads, out.zero_grads, out.n_backward
     if surrogate is not None:
         # The crafting cost is the surrogate's; the target's counters only show the harness's verification.
         extra = {"surrogate_n_forward": surrogate.n_forward, "surrogate_n_backward": surrogate.n_backward}
+        s_nonfinite, s_zero = surrogate.gradient_report()
+        nonfinite, zero, backward = nonfinite + s_nonfinite, zero + s_zero, backward + surrogate.n_backward
     return JobOutput(
         tensors={
             "outcomes": {
@@ -139,7 +148,7 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
                 "robust": out.robust.to(torch.uint8),
                 "x_adv": out.x_adv.float(),
                 "cost": torch.tensor([out.wall_s, out.n_forward, out.n_backward], dtype=torch.float64),
-                "gradients": torch.tensor([out.nonfinite_grads, out.zero_grads], dtype=torch.int64),
+                "gradients": torch.tensor([nonfinite, zero, backward], dtype=torch.int64),
             }
         },
         metrics={
@@ -147,8 +156,8 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
             "n_forward": out.n_forward,
             "n_backward": out.n_backward,
             "gradient_floor": floor,
-            "nonfinite_gradients": out.nonfinite_grads,
-            "zero_gradients": out.zero_grads,
+            "nonfinite_gradients": nonfinite,
+            "zero_gradients": zero,
             "bpda_parts": pipeline.bpda_parts,
             "attack": report,
             **extra,

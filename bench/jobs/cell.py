@@ -32,7 +32,7 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
                 t["robust"].bool(),
                 t["x_adv"],
                 upstream.json(key, "attack"),
-                n_backward=int(t["cost"][2]),
+                n_backward=int(t["gradients"][2]),
                 nonfinite_grads=int(t["gradients"][0]),
                 zero_grads=int(t["gradients"][1]),
             )

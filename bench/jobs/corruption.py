@@ -22,12 +22,10 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     corrupted = corrupted_dataset(clean_data, str(c["corruption"]), int(c["severity"]), int(c["seed"]))
     pipeline = pipeline_for(spec, upstream)
     batch = int(c["batch_size"])
-    clean, right = [], []
-    for (x, y), (xc, _) in zip(
-        clean_data.batches(batch, env.ctx.device), corrupted.batches(batch, env.ctx.device), strict=True
-    ):
-        clean.append((pipeline.predict(x) == y).cpu())
-        right.append((pipeline.predict(xc) == y).cpu())
+    # Clean answers first, all of them, as attack jobs draw them: a randomized pipeline then gives this
+    # job the same clean answers as the cell's attacks.
+    clean = [(pipeline.predict(x) == y).cpu() for x, y in clean_data.batches(batch, env.ctx.device)]
+    right = [(pipeline.predict(xc) == y).cpu() for xc, y in corrupted.batches(batch, env.ctx.device)]
     use = upstream.graph.uses[spec.key][0]
     wall = time.perf_counter() - start
 

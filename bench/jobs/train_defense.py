@@ -31,6 +31,7 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
         train, _ = train_split(env.dataset(str(c["dataset"]), "train"), int(c["n_train"]), 0)
         metrics = defense.fit(frontend, guides, train, params, ctx)
     probe(frontend, shape, env, str(c["kind"]), check_range=True)
+    frontend.eval()
     return JobOutput(
         tensors={"frontend": dict(frontend.state_dict())},
         json={"card": {"kind": c["kind"], "params": c["params"], "guides": list(spec.deps), **metrics}},
@@ -40,12 +41,14 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
 
 def probe(frontend: FrontEnd, shape: tuple[int, ...], env: Env, kind: str, *, check_range: bool) -> None:
     """Refuse a front-end that does not map images to images of the same shape (and, trained, in [0,1])."""
+    training = frontend.training
     frontend.eval()
     # A private generator: the probe must not shift the global stream the front-end's training draws from.
     gen = torch.Generator(device=env.ctx.device).manual_seed(0)
     x = torch.rand(2, *shape, generator=gen, device=env.ctx.device)
     with torch.no_grad():
         out = frontend(x)
+    frontend.train(training)
     if out.shape != x.shape:
         raise EvaluationError(
             f"defense {kind!r} maps inputs of shape {tuple(x.shape)} to {tuple(out.shape)}; "

@@ -194,3 +194,9 @@ def test_ensemble_draws_never_repeat_a_guide_set() -> None:
     pairs = _distinct_draws(pool, 2, 10, 0)
     assert len(pairs) == 6 and len({tuple(p) for p in pairs}) == 6
     assert _distinct_draws(pool, 2, 2, 7) == _distinct_draws(pool, 2, 2, 7)
+
+
+def test_a_repeated_pool_entry_cannot_make_the_draws_loop_forever() -> None:
+    from bench.plan import _distinct_draws
+
+    assert _distinct_draws(["A", "A", "B"], 2, 3, 0) == [["A", "B"]]

@@ -43,10 +43,21 @@ def test_a_zoo_model_with_another_class_count_is_refused_before_any_work(tmp_pat
         ({"source": "torchvision:resnet18", "dataset": "mnist", "arch": "mnist-c"}, "remove arch"),
         ({"source": "torchvision:resnet18", "dataset": "mnist", "train": {"epochs": 1}}, "remove train"),
         ({"arch": "mnist-c", "dataset": "mnist", "weights": "w.safetensors", "train": {"epochs": 1}},
-         "is not trained; remove train"),
+         "is not trained: remove 'train'"),
     ],
 )
 def test_settings_a_classifier_would_ignore_are_refused(
     tmp_path: Path, classifier: dict[str, object], expected: str
 ) -> None:
     assert expected in problems(edit(classifiers__C=classifier), tmp_path)
+
+
+def test_a_classifier_listed_twice_in_a_pool_is_refused(tmp_path: Path) -> None:
+    raw = edit(experiments=[{"kind": "ensemble-size", "defenses": ["aaa"], "pool": ["A", "C", "A"],
+                             "sizes": [2], "draws": 3, "targets": ["C"]}])
+    assert "experiments[0].pool: A listed more than once" in problems(raw, tmp_path)
+
+
+def test_a_timm_tag_that_does_not_exist_is_a_validation_error(tmp_path: Path) -> None:
+    raw = edit(classifiers__C={"source": "timm:resnet18.no_such_tag", "dataset": "mnist"})
+    assert "classifiers.C.source" in problems(raw, tmp_path)

@@ -180,3 +180,23 @@ def test_autoattack_warnings_fail_the_cell() -> None:
     assert not flagged.passed and "zero gradients" in flagged.detail
     rand = {"params": {"version": "rand"}, "warnings": ["it seems to be a randomized defense! Please use"]}
     assert check(cell(rand)).passed, "randomness is the expected finding of version rand"
+
+
+class NoisyQuantize(Quantize):
+    """Rounding, then noise so slight that a large vote judges every example reliably."""
+
+    randomized = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(x.shape, generator=self.rng(x.device), device=x.device)
+        return (super().forward(x) + 1e-3 * noise).clamp(0, 1)
+
+
+def test_randomized_pipeline_fails_when_a_confirmed_transfer_example_beats_the_white_box() -> None:
+    result = check("whitebox-beats-transfer", cell(NoisyQuantize, [NAIVE_PGD]))
+    assert not result.passed and "fresh draws" in result.detail and "gradient masking" in result.detail
+
+
+def test_randomized_pipeline_with_a_sound_white_box_passes_the_transfer_check() -> None:
+    result = check("whitebox-beats-transfer", cell(NoisyQuantize, [PGD]))
+    assert result.passed, result.detail

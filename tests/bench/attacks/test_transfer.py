@@ -13,7 +13,7 @@ from bench.attacks.pgd import PGD, PGDParams
 from bench.attacks.transfer import TransferParams, TransferPGD
 from bench.context import JobContext
 from bench.errors import ConfigError, EvaluationError
-from bench.jobs.attack import bind_surrogate, surrogate_pipeline
+from bench.jobs.attack import bind_surrogate, derived_seed, surrogate_pipeline
 from bench.jobs.spec import JobGraph, JobSpec
 from bench.jobs.upstream import Upstream
 from defenses.base import FrontEnd, Identity
@@ -127,7 +127,7 @@ def test_runner_binds_the_guide_surrogate_with_its_own_randomness() -> None:
     assert surrogate is not None
     assert surrogate.classifier is models["guide"]
     assert isinstance(surrogate.frontend, Flip)
-    assert surrogate.frontend.rng(torch.device("cpu")).initial_seed() == int(spec.key[12:24], 16)
+    assert surrogate.frontend.rng(torch.device("cpu")).initial_seed() == derived_seed("surrogate", spec.key)
     assert upstream.frontends_built == 1
 
 
