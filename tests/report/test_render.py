@@ -29,9 +29,10 @@ if str(REPO_ROOT) not in sys.path:  # the package is not installed and tests/ ha
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.evaluation.rows import accuracy_row  # noqa: E402
-from bench.report import render  # noqa: E402
+from bench.report import pages  # noqa: E402
 from bench.report.data import MatrixKey  # noqa: E402
-from bench.report.render import matrix_file_name, matrix_file_names, render_site  # noqa: E402
+from bench.report.pages import matrix_file_name, matrix_file_names  # noqa: E402
+from bench.report.render import render_site  # noqa: E402
 from bench.storage import JobRecord, Store  # noqa: E402
 
 EPS = 8 / 255
@@ -430,7 +431,7 @@ def test_matrix_file_names_are_plain_distinct_and_stable(monkeypatch: pytest.Mon
     # A page's name depends on its matrix alone, not on which other matrices the store holds.
     assert {k: matrix_file_names([k])[k] for k in keys} == files
     # Should two short hashes ever clash, one page takes the full hash rather than sharing a file.
-    monkeypatch.setattr(render, "_HASH_CHARS", 0)
+    monkeypatch.setattr(pages, "_HASH_CHARS", 0)
     clash = matrix_file_names([MatrixKey("demo", "a.yaml"), MatrixKey("demo", "b.yaml")])
     assert len(set(clash.values())) == 2
 
