@@ -170,9 +170,13 @@ def _check_experiment(
         )
     targets = list(getattr(exp, "targets", []))
     names("targets", "classifier", targets, matrix.classifiers)
-    for field, values in (("pool", getattr(exp, "pool", [])), ("targets", targets), *(
-        (f"guide_sets[{j}]" if getattr(exp, "guide_sets", None) else "guides", s) for j, s in enumerate(sets)
-    )):
+    # A repeat would train or count the same model twice (and an ensemble pool could never yield its draws).
+    if isinstance(exp, EnsembleSizeExperiment):
+        listed = [("pool", list(exp.pool))]
+    else:
+        field = "guide_sets[{}]" if getattr(exp, "guide_sets", None) else "guides"
+        listed = [(field.format(j), list(s)) for j, s in enumerate(sets)]
+    for field, values in [*listed, ("targets", targets)]:
         repeated = sorted({v for v in values if values.count(v) > 1})
         if repeated:
             p.add(f"{path}.{field}", f"{', '.join(repeated)} listed more than once")
