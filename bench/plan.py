@@ -232,9 +232,11 @@ class Planner:
                 use = {**base_use, "threat": tname, "norm": threat.norm, "eps": eps}
                 for aname in exp.attacks or list(self.m.attacks):
                     a = self.m.attacks[aname]
-                    params = ATTACKS.get(a.kind).Params.model_validate(a.params)
+                    attack_cls = ATTACKS.get(a.kind)
+                    params = attack_cls.Params.model_validate(a.params)
                     config = {
                         "attack": a.kind,
+                        "revision": attack_cls.revision,
                         "params": params.model_dump(mode="json"),
                         "bpda": a.bpda,
                         "norm": threat.norm,

@@ -16,8 +16,10 @@ never re-implemented here. What this module adds is plumbing the harness needs:
 
 EOT: the ``rand`` version is the one meant for randomized pipelines; it averages gradients over its *own*
 ``eot_iter`` (20) sequential draws. The harness's ``eot_samples`` and its batched EOT in
-``Pipeline.loss_and_grad`` do not apply inside pyautoattack, and neither does ``vote_draws`` (pyautoattack
-judges success on single draws); the harness still re-verifies every candidate by majority over fresh draws.
+``Pipeline.loss_and_grad`` do not apply inside pyautoattack. Left alone, pyautoattack would judge success on a
+single draw and stop attacking an example after one lucky draw, which the harness's majority vote may then
+count as robust; so in the ``rand`` version on a randomized pipeline it sees the harness's vote wherever it
+only judges (no gradient taken) and single draws where it takes gradients (:class:`VoteJudged`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,23 @@ from bench.errors import ConfigError
 AA_NORM: dict[Norm, str] = {"linf": "Linf", "l2": "L2", "l1": "L1"}
 
 _AA_LOGGER = "auto-attack"
+
+
+class VoteJudged(torch.nn.Module):
+    """A randomized pipeline as pyautoattack's ``rand`` version should see it: one draw where a gradient is
+    taken (its EOT averages those), the harness's vote wherever it only decides which examples are already
+    fooled. The vote comes back as log vote counts, so its argmax is the plurality class and the output is
+    not mistaken for probabilities by pyautoattack's softmax check."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            out: torch.Tensor = self.pipeline(x)
+            return out
+        return self.pipeline.votes(x).float().add(0.5).log()
 
 
 @dataclass
@@ -160,6 +179,8 @@ class AutoAttack(Attack):
 
     Params = AutoAttackParams
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
+    #: 2: the rand version judges success by the harness's vote (:class:`VoteJudged`).
+    revision = 2
     source = (
         "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse "
         "parameter-free attacks, ICML 2020; pyautoattack (PyPI), AutoAttack class, published version presets"
@@ -205,9 +226,12 @@ class AutoAttack(Attack):
             )
         from pyautoattack import AutoAttack as ReferenceAutoAttack
 
+        model: torch.nn.Module = pipeline
+        if p.version == "rand" and pipeline.randomized:
+            model = VoteJudged(pipeline)
         with captured_pyautoattack([x.device]) as said:
             aa = ReferenceAutoAttack(
-                pipeline,
+                model,
                 norm=AA_NORM[threat.norm],
                 eps=threat.eps,
                 seed=p.seed,

@@ -113,21 +113,26 @@ class Pipeline(nn.Module):
         return losses.detach(), grad
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Labels from a fresh pass; a randomized pipeline answers by plurality over ``vote_draws`` draws,
-        and with :data:`NO_MAJORITY` where the top count is shared (argmax would hand ties to the lowest
-        class index, which may be the true one)."""
+    def votes(self, x: torch.Tensor) -> torch.Tensor:
+        """Per example and class: how many of ``vote_draws`` fresh passes chose it (one if deterministic)."""
         votes: torch.Tensor | None = None
         for _ in range(self.vote_draws):
             logits = self(x)
             _check_finite(logits)
-            if self.vote_draws == 1:
-                labels: torch.Tensor = logits.argmax(1)
-                return labels
             if votes is None:
                 votes = torch.zeros(logits.shape, dtype=torch.long, device=x.device)
             votes.scatter_add_(1, logits.argmax(1, keepdim=True), torch.ones_like(votes[:, :1]))
         assert votes is not None
+        return votes
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Labels from a fresh pass; a randomized pipeline answers by plurality over ``vote_draws`` draws,
+        and with :data:`NO_MAJORITY` where the top count is shared (argmax would hand ties to the lowest
+        class index, which may be the true one)."""
+        votes = self.votes(x)
+        if self.vote_draws == 1:
+            return votes.argmax(1)
         top = votes.max(1).values
         tied = (votes == top.unsqueeze(1)).sum(1) > 1
         return torch.where(tied, torch.full_like(top, NO_MAJORITY), votes.argmax(1))

@@ -200,3 +200,20 @@ def test_a_repeated_pool_entry_cannot_make_the_draws_loop_forever() -> None:
     from bench.plan import _distinct_draws
 
     assert _distinct_draws(["A", "A", "B"], 2, 3, 0) == [["A", "B"]]
+
+
+def test_an_attack_revision_is_part_of_its_jobs_keys_only(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.attacks import ATTACKS
+
+    def keys() -> dict[str, set[str]]:
+        planned = plan_matrix(parse_matrix(MATRIX, "m.yaml"), Path("."), env)
+        out: dict[str, set[str]] = {}
+        for s in planned.graph:
+            out.setdefault(str(s.config.get("attack", s.kind)), set()).add(s.key)
+        return out
+
+    before = keys()
+    monkeypatch.setattr(ATTACKS.get("fgsm"), "revision", 99)
+    after = keys()
+    assert after["fgsm"].isdisjoint(before["fgsm"])
+    assert after["pgd"] == before["pgd"] and after["train-classifier"] == before["train-classifier"]

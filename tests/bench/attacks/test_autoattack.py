@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from bench.attacks import ATTACKS, Pipeline, Threat
-from bench.attacks.autoattack import AutoAttack, AutoAttackParams, AutoAttackRand, AutoAttackRandParams
+from bench.attacks.autoattack import (
+    AutoAttack,
+    AutoAttackParams,
+    AutoAttackRand,
+    AutoAttackRandParams,
+    VoteJudged,
+)
 from bench.context import JobContext
 from bench.errors import ConfigError
 from defenses.base import FrontEnd, Identity, NonDifferentiable
@@ -174,3 +180,53 @@ def test_registry_presets() -> None:
     assert "Croce" in AutoAttack.source
     with pytest.raises(ValueError):
         AutoAttackParams(surprise=1)  # type: ignore[call-arg]
+
+
+class LuckyDraws(FrontEnd):
+    """Randomized: about one draw in three blanks the image (the all-zero image's class is usually wrong),
+    the rest pass it through. Any single draw may be 'fooled', the majority almost never is."""
+
+    randomized = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blank = torch.rand(x.shape[0], generator=self.rng(x.device), device=x.device) < 0.3
+        return torch.where(blank.view(-1, 1, 1, 1), torch.zeros_like(x), x)
+
+
+def test_vote_judged_model_gives_single_draws_for_gradients_and_the_vote_for_judging() -> None:
+    fe = LuckyDraws()
+    fe.reseed(0)
+    pipe = Pipeline(linear_model(), fe, eot_samples=1, vote_draws=21)
+    judged = VoteJudged(pipe)
+    x, y = labelled(pipe, 16)
+    with torch.no_grad():
+        assert torch.equal(judged(x).argmax(1), pipe.votes(x).argmax(1))
+    x.requires_grad_(True)
+    single = judged(x)
+    assert single.requires_grad and single.shape == (16, 10)
+
+
+def test_rand_version_on_a_randomized_pipeline_judges_success_by_the_vote(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyautoattack
+
+    seen: list[nn.Module] = []
+    real = pyautoattack.AutoAttack
+
+    def recording(model: nn.Module, *args: object, **kwargs: object) -> object:
+        seen.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(pyautoattack, "AutoAttack", recording)
+    fe = LuckyDraws()
+    fe.reseed(0)
+    pipe = Pipeline(linear_model(), fe, eot_samples=1, vote_draws=21)
+    x, y = labelled(pipe, 6)
+    AutoAttackRand(AutoAttackRandParams(n_iter=2, eot_iter=2)).perturb(pipe, x, y, Threat("linf", 0.1),
+                                                                       JobContext())
+    AutoAttack(AutoAttackParams(n_iter=2)).perturb(
+        Pipeline(linear_model(), Identity()), x, y, Threat("linf", 0.1), JobContext()
+    )
+    assert isinstance(seen[0], VoteJudged) and seen[0].pipeline is pipe
+    assert isinstance(seen[1], Pipeline), "deterministic pipelines are passed as they are"
