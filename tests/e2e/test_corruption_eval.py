@@ -10,6 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from bench.cli import main
+from tests.e2e.tiny import bench_run
 
 pytestmark = pytest.mark.e2e
 
@@ -30,21 +31,7 @@ def test_corruption_rows_and_report(tmp_path: Path, data_dir: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump(matrix))
     db = tmp_path / "r.db"
-    result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "--matrix",
-            str(path),
-            "--db",
-            str(db),
-            "--artifacts",
-            str(tmp_path / "a"),
-            "--data-dir",
-            str(data_dir),
-            "--quiet",
-        ],
-    )
+    result = bench_run(path, db, tmp_path / "a", data_dir)
     assert result.exit_code == 0, result.output
     with sqlite3.connect(db) as conn:
         rows = conn.execute(

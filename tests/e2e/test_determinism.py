@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from bench.cli import main
+from tests.e2e.tiny import bench_run
 
 pytestmark = pytest.mark.e2e
 
@@ -35,21 +34,7 @@ def test_same_config_same_bytes_whatever_the_global_rng(tmp_path: Path, data_dir
     for i, noise in enumerate((3, 11)):
         torch.rand(noise)  # another job (or a test) consumed random numbers before this run
         db = tmp_path / f"r{i}.db"
-        result = CliRunner().invoke(
-            main,
-            [
-                "run",
-                "--matrix",
-                str(path),
-                "--db",
-                str(db),
-                "--artifacts",
-                str(tmp_path / f"a{i}"),
-                "--data-dir",
-                str(data_dir),
-                "--quiet",
-            ],
-        )
+        result = bench_run(path, db, tmp_path / f"a{i}", data_dir)
         assert result.exit_code == 0, result.output
         with sqlite3.connect(db) as conn:
             hashes.append(

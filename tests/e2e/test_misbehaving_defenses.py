@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 
-from bench.cli import main
 from defenses.base import Defense, FrontEnd
 from defenses.registry import DEFENSES
+from tests.e2e.tiny import bench_run
 
 pytestmark = pytest.mark.e2e
 
@@ -72,21 +71,7 @@ def run(tmp: Path, data_dir: Path, defense: str) -> Any:
     }
     path = tmp / f"{defense}.yaml"
     path.write_text(yaml.safe_dump(matrix))
-    return CliRunner().invoke(
-        main,
-        [
-            "run",
-            "--matrix",
-            str(path),
-            "--db",
-            str(tmp / "r.db"),
-            "--artifacts",
-            str(tmp / "a"),
-            "--data-dir",
-            str(data_dir),
-            "--quiet",
-        ],
-    )
+    return bench_run(path, tmp / "r.db", tmp / "a", data_dir)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from bench.cli import main
-from tests.e2e.tiny import MATRIX
+from tests.e2e.tiny import MATRIX, bench_run
 
 pytestmark = pytest.mark.e2e
 
@@ -23,19 +23,7 @@ def invoke(*args: str | Path) -> Result:
 def run_matrix(tmp: Path, data_dir: Path, matrix: dict[str, Any], *extra: str) -> Result:
     path = tmp / f"{matrix['name']}.yaml"
     path.write_text(yaml.safe_dump(matrix))
-    return invoke(
-        "run",
-        "--matrix",
-        path,
-        "--db",
-        tmp / "r.db",
-        "--artifacts",
-        tmp / "artifacts",
-        "--data-dir",
-        data_dir,
-        "--quiet",
-        *extra,
-    )
+    return bench_run(path, tmp / "r.db", tmp / "artifacts", data_dir, *extra, catch_exceptions=False)
 
 
 def count(db: Path, sql: str) -> Any:
@@ -118,34 +106,10 @@ def test_bad_input_stops_and_keeps_earlier_results(first_run: tuple[Path, Result
     db = tmp / "r.db"
     before = count(db, "select job_key, metric, value from results order by job_key, metric")
     broken = {**MATRIX, "name": "broken", "threats": {"linf": {"norm": "linf", "epsilons": [1.5]}}}
-    result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "--matrix",
-            str(_write(tmp, broken)),
-            "--db",
-            str(db),
-            "--data-dir",
-            str(data_dir),
-            "--quiet",
-        ],
-    )
+    result = bench_run(_write(tmp, broken), db, tmp / "artifacts", data_dir)
     assert result.exit_code == 2
     assert "threats.linf.epsilons[0]" in result.output and "exceeds 1" in result.output
-    missing = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "--matrix",
-            str(_write(tmp, {**MATRIX, "name": "nodata"})),
-            "--db",
-            str(db),
-            "--data-dir",
-            str(tmp / "empty"),
-            "--quiet",
-        ],
-    )
+    missing = bench_run(_write(tmp, {**MATRIX, "name": "nodata"}), db, tmp / "artifacts", tmp / "empty")
     assert missing.exit_code == 2
     assert "dataset 'mnist' not found" in missing.output and "--download" in missing.output
     assert count(db, "select job_key, metric, value from results order by job_key, metric") == before

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 from torch import nn
 
-from bench.cli import main
 from classifiers.adapters import SOURCES, LoadOptions
+from tests.e2e.tiny import bench_run
 
 pytestmark = pytest.mark.e2e
 
@@ -51,9 +50,7 @@ def test_source_classifier_is_attacked_with_its_published_weights(tmp_path: Path
     }
     path = tmp_path / "zoo.yaml"
     path.write_text(yaml.safe_dump(matrix))
-    args = ["run", "--matrix", str(path), "--db", str(tmp_path / "r.db"), "--artifacts", str(tmp_path / "a"),
-            "--data-dir", str(data_dir), "--quiet"]
-    first = CliRunner().invoke(main, args)
+    first = bench_run(path, tmp_path / "r.db", tmp_path / "a", data_dir)
     assert first.exit_code == 0, first.output
     with sqlite3.connect(tmp_path / "r.db") as conn:
         card = conn.execute("select metrics from jobs where kind='train-classifier'").fetchone()[0]
@@ -63,5 +60,5 @@ def test_source_classifier_is_attacked_with_its_published_weights(tmp_path: Path
     assert '"test_accuracy"' in card
     # an untrained linear layer on MNIST is near chance; the rows must be that model's, not a retrained one
     assert 0.0 <= clean <= 0.5
-    again = CliRunner().invoke(main, args)
+    again = bench_run(path, tmp_path / "r.db", tmp_path / "a", data_dir)
     assert again.exit_code == 0 and "ran 0 jobs" in again.output, again.output

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from click.testing import CliRunner, Result
+
+from bench.cli import main
 
 MATRIX: dict[str, Any] = {
     "name": "tiny-mnist",
@@ -24,3 +29,12 @@ MATRIX: dict[str, Any] = {
         {"kind": "cross-model", "defenses": ["aaa", "none"], "guides": ["B"], "targets": ["C"]},
     ],
 }
+
+
+def bench_run(
+    matrix: Path, db: Path, artifacts: Path, data_dir: Path, *extra: str | Path, catch_exceptions: bool = True
+) -> Result:
+    """``bench run --quiet`` of one matrix into the given store and artifacts, as a user types it."""
+    args: list[str | Path] = ["run", "--matrix", matrix, "--db", db, "--artifacts", artifacts]
+    args += ["--data-dir", data_dir, "--quiet"]
+    return CliRunner().invoke(main, [str(a) for a in (*args, *extra)], catch_exceptions=catch_exceptions)
