@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from bench.api import sha256_file
 from bench.errors import BenchError
 
 
@@ -82,11 +82,3 @@ class ArtifactStore:
                 f"artifact {self.resolve(artifact)} is missing or does not match its recorded sha256; "
                 "rerun with --force to rebuild it"
             )
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -14,10 +14,9 @@ from typing import Any
 import click
 import torch
 
+from bench.api import JobContext, load_plugins
 from bench.config import load_matrix
-from bench.context import JobContext
 from bench.errors import BenchError
-from bench.plugins import load_builtin_plugins
 
 DEFAULT_DB = "results.db"
 DEFAULT_ARTIFACTS = "artifacts"
@@ -126,7 +125,7 @@ def run(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    load_builtin_plugins()
+    load_plugins()
     matrix = load_matrix(matrix_path)
     root = data_root(data_dir)
     validate_matrix(matrix, str(matrix_path), matrix_path.parent, root)
@@ -179,12 +178,12 @@ def report(db: Path, out: Path) -> None:
 @click.argument("what", type=click.Choice(["classifiers", "defenses", "attacks", "datasets"]))
 def list_(what: str) -> None:
     """List registered classifiers, defenses, attacks or datasets with a one-line description."""
-    from bench.attacks import ATTACKS
-    from bench.data.registry import DATASETS
-    from classifiers.registry import CLASSIFIERS
-    from defenses.registry import DEFENSES
+    from bench.api import ATTACKS
+    from bench.api.classifier import CLASSIFIERS
+    from bench.api.datasets import DATASETS
+    from bench.api.defense import DEFENSES
 
-    load_builtin_plugins()
+    load_plugins()
     listings = {
         "classifiers": lambda: [(e.name, e.description) for e in CLASSIFIERS],
         "defenses": lambda: [(e.name, e.description) for e in DEFENSES],
@@ -211,7 +210,7 @@ def validate(matrix_path: Path, data_dir: str | None) -> None:
     from bench.plan import plan_matrix
     from bench.validate import validate_matrix
 
-    load_builtin_plugins()
+    load_plugins()
     matrix = load_matrix(matrix_path)
     root = data_root(data_dir)
     validate_matrix(matrix, str(matrix_path), matrix_path.parent, root)

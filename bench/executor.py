@@ -11,8 +11,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bench.api import JobContext
 from bench.artifacts import StoredArtifact
-from bench.context import JobContext
 from bench.errors import BenchError
 from bench.jobs import RUNNERS
 from bench.jobs.env import Env

@@ -13,8 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.artifacts import sha256_file
-from bench.attacks import ATTACKS
+from bench.api import (
+    ATTACKS,
+    CLASSIFIERS,
+    DATASETS,
+    DEFENSES,
+    RECIPES,
+    ImageData,
+    load_classifier_weights,
+    load_state_dict_file,
+    sha256_file,
+)
 from bench.config import (
     ClassifierConfig,
     EnsembleSizeExperiment,
@@ -24,18 +33,14 @@ from bench.config import (
     Normalization,
     resolve_path,
 )
-from bench.data.base import ImageData
 from bench.data.corruptions import CORRUPTIONS
 from bench.data.corruptions import IMPLEMENTATION_VERSION as CORRUPTION_VERSION
-from bench.data.registry import DATASETS
 from bench.data.splits import eval_shortfall, eval_subset, train_shortfall, train_split
 from bench.evaluation.run_attack import PROTOCOL_VERSION
 from bench.jobs.env import Env
 from bench.jobs.spec import JobGraph, JobSpec
 from bench.jobs.upstream import new_classifier
 from bench.validate import guide_sets
-from classifiers.api import CLASSIFIERS, RECIPES, load_classifier_weights, load_state_dict_file
-from defenses.registry import DEFENSES
 
 
 @dataclass(frozen=True)

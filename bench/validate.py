@@ -12,9 +12,18 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bench.attacks import ATTACKS
+from bench.api import (
+    ATTACKS,
+    CLASSIFIERS,
+    DATASETS,
+    DEFENSES,
+    RECIPES,
+    SOURCES,
+    check_external,
+    load_plugins,
+    max_radius,
+)
 from bench.attacks.pgd import FGSMParams, PGDParams
-from bench.attacks.threat import max_radius
 from bench.config import (
     ClassifierConfig,
     CrossDatasetExperiment,
@@ -26,11 +35,7 @@ from bench.config import (
     resolve_path,
 )
 from bench.data.corruptions import CORRUPTIONS, SEVERITIES, SUPPORTED_SHAPES
-from bench.data.registry import DATASETS
 from bench.errors import BenchError, ConfigError, UnknownNameError
-from bench.plugins import load_builtin_plugins
-from classifiers.api import CLASSIFIERS, RECIPES, SOURCES, check_external
-from defenses.registry import DEFENSES
 
 
 class Problems:
@@ -66,7 +71,7 @@ class Problems:
 
 
 def validate_matrix(matrix: MatrixConfig, source: str, base_dir: Path, data_root: Path) -> None:
-    load_builtin_plugins()
+    load_plugins()
     p = Problems(source)
     shapes: dict[str, tuple[int, int, int]] = {}
     for label, c in matrix.classifiers.items():

@@ -31,12 +31,9 @@ import torchattacks
 from art.attacks.evasion import ProjectedGradientDescentPyTorch
 from art.estimators.classification import PyTorchClassifier
 
-from bench.attacks import Pipeline, Threat
+from bench.api import Identity, JobContext, Pipeline, Threat, build_classifier, freeze
 from bench.attacks import pgd as pgd_module
 from bench.attacks.pgd import PGD, PGDParams
-from bench.context import JobContext
-from classifiers.api import build_classifier, freeze
-from defenses.base import Identity
 
 METHODS = ("floor", "ours, all k steps", "ours", "torchattacks", "ART")
 

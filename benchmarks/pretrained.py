@@ -20,17 +20,17 @@ from pathlib import Path
 
 import torch
 
-from bench.config import NamedNormalization
-from bench.data.registry import DATASETS
-from bench.data.sources import SPLITS  # noqa: F401  (importing it registers the built-in datasets)
-from bench.stats import clopper_pearson
-from classifiers.api import (
+from bench.api import (
     CLASSIFIERS,
+    DATASETS,
     build_classifier,
     count_correct,
     load_classifier_weights,
     load_state_dict_file,
 )
+from bench.config import NamedNormalization
+from bench.data.sources import SPLITS  # noqa: F401  (importing it registers the built-in datasets)
+from bench.stats import clopper_pearson
 
 #: Folder under the data root, and the architecture each checkpoint file name maps to.
 AKAMASTER = "pretrained/cifar10_resnet_akamaster"

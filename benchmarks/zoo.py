@@ -47,13 +47,19 @@ import torch.nn.functional as F
 from torch import nn
 
 import classifiers  # noqa: F401  (registers the built-in architectures and recipes)
-from bench.context import JobContext
-from bench.data.registry import DATASETS
+from bench.api import (
+    CLASSIFIERS,
+    DATASETS,
+    RECIPES,
+    JobContext,
+    Recipe,
+    RecipeParams,
+    build_classifier,
+    count_correct,
+)
 from bench.data.sources import SPLITS  # noqa: F401  (importing it registers the built-in datasets)
 from bench.data.splits import train_split
 from bench.stats import clopper_pearson
-from classifiers.base import Recipe, RecipeParams, build_classifier, count_correct
-from classifiers.registry import CLASSIFIERS, RECIPES
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,9 @@
-"""Classifier zoo: architectures (``classifiers.archs``), training recipes and weight loaders.
+"""Classifier zoo: architectures (``classifiers.archs``), training recipes and model-zoo adapters.
 
-Importing the package registers every built-in architecture; the harness only talks to the registry.
+Importing the package (Frontline does so through its ``frontline.classifiers`` entry point) registers every
+built-in architecture, recipe and model source; the harness only talks to the registries in ``bench.api``.
 """
 
+from classifiers import adapters as adapters
 from classifiers import archs as archs
 from classifiers import training as training
-from classifiers.base import Classifier, build_classifier, freeze
-from classifiers.registry import CLASSIFIERS, ArchSpec, register_classifier
-
-__all__ = ["CLASSIFIERS", "ArchSpec", "Classifier", "build_classifier", "freeze", "register_classifier"]

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from classifiers.base import Recipe, RecipeParams
-from classifiers.registry import register_recipe
+from bench.api import Recipe, RecipeParams, register_recipe
 
 
 class MnistParams(RecipeParams):

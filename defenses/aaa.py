@@ -22,12 +22,17 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from bench.attacks.steps import random_start, step_direction
-from bench.attacks.threat import Threat
-from bench.context import JobContext
-from bench.data.base import ImageData
-from defenses.base import Defense, DefenseParams, FrontEnd
-from defenses.registry import register_defense
+from bench.api import (
+    Defense,
+    DefenseParams,
+    FrontEnd,
+    ImageData,
+    JobContext,
+    Threat,
+    random_start,
+    register_defense,
+    step_direction,
+)
 
 
 class ConvAutoencoder(FrontEnd):

@@ -14,8 +14,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from defenses.base import Defense, DefenseParams, FrontEnd, NonDifferentiable
-from defenses.registry import register_defense
+from bench.api import Defense, DefenseParams, FrontEnd, NonDifferentiable, register_defense
 
 
 def quantize(x: torch.Tensor, levels: int) -> torch.Tensor:

@@ -16,8 +16,7 @@ import torch
 from PIL import Image
 from pydantic import Field
 
-from defenses.base import Defense, DefenseParams, FrontEnd, NonDifferentiable
-from defenses.registry import register_defense
+from bench.api import Defense, DefenseParams, FrontEnd, NonDifferentiable, register_defense
 
 
 def jpeg_round_trip(x: torch.Tensor, quality: int) -> torch.Tensor:

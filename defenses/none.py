@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from defenses.base import Defense, FrontEnd, Identity
-from defenses.registry import register_defense
+from bench.api import Defense, FrontEnd, Identity, register_defense
 
 
 @register_defense("none")

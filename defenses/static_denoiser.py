@@ -26,12 +26,19 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from bench.attacks.threat import Threat
-from bench.context import JobContext
-from bench.data.base import ImageData
+from bench.api import (
+    ATTACKS,
+    Defense,
+    DefenseParams,
+    FrontEnd,
+    Identity,
+    ImageData,
+    JobContext,
+    Pipeline,
+    Threat,
+    register_defense,
+)
 from defenses.aaa import ConvAutoencoder
-from defenses.base import Defense, DefenseParams, FrontEnd, Identity
-from defenses.registry import register_defense
 
 #: Images per PGD call when making the static examples; larger batches only cost memory.
 ATTACK_BATCH = 256
@@ -106,10 +113,6 @@ def static_examples(
     guides: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor, params: Any, ctx: JobContext
 ) -> tuple[torch.Tensor, float]:
     """PGD examples of each batch on one undefended guide (round robin), and the fraction that fool it."""
-    # Not at module level: bench.attacks imports defenses (the pipeline is built on FrontEnd), so importing
-    # the attack registry while defenses is being imported would be circular.
-    from bench.attacks import ATTACKS, Pipeline
-
     cls = ATTACKS.get("pgd")
     attack = cls(cls.Params.model_validate({"steps": params.attack_steps, "keep": "final"}))
     bare = [Pipeline(g, Identity()) for g in guides]

@@ -37,10 +37,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field
 
-from bench.attacks.base import Attack, AttackParams, register_attack
-from bench.attacks.pipeline import Pipeline
-from bench.attacks.threat import Norm, Threat
-from bench.context import JobContext
+from bench.api import Attack, AttackParams, JobContext, Norm, Pipeline, Threat, register_attack
 from bench.errors import ConfigError
 
 #: pyautoattack's spelling of our norms.

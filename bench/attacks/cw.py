@@ -21,11 +21,7 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from bench.attacks.base import Attack, AttackParams, register_attack
-from bench.attacks.losses import margin
-from bench.attacks.pipeline import Pipeline
-from bench.attacks.threat import Norm, Threat
-from bench.context import JobContext
+from bench.api import Attack, AttackParams, JobContext, Norm, Pipeline, Threat, margin, register_attack
 
 #: Keeps atanh finite at the box edges (Carlini & Wagner's reference code uses the same factor).
 _TANH_SHRINK = 0.999999

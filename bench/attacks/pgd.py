@@ -13,12 +13,19 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field, model_validator
 
-from bench.attacks.base import Attack, AttackParams, register_attack
-from bench.attacks.losses import LOSSES
-from bench.attacks.pipeline import LossFn, Pipeline
-from bench.attacks.steps import random_start, step_direction
-from bench.attacks.threat import Norm, Threat
-from bench.context import JobContext
+from bench.api import (
+    LOSSES,
+    Attack,
+    AttackParams,
+    JobContext,
+    LossFn,
+    Norm,
+    Pipeline,
+    Threat,
+    random_start,
+    register_attack,
+    step_direction,
+)
 
 #: Steps between removals of already-fooled examples from the batch (each removal is one host sync).
 COMPACT_EVERY = 5

@@ -13,11 +13,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field
 
+from bench.api import Attack, AttackParams, JobContext, Norm, Pipeline, Threat, register_attack
 from bench.attacks.autoattack import AA_NORM, captured_pyautoattack, image_side_check
-from bench.attacks.base import Attack, AttackParams, register_attack
-from bench.attacks.pipeline import Pipeline
-from bench.attacks.threat import Norm, Threat
-from bench.context import JobContext
 
 
 class SquareParams(AttackParams):

@@ -22,11 +22,8 @@ from typing import ClassVar, Literal
 
 import torch
 
-from bench.attacks.base import Attack, AttackParams, register_attack
+from bench.api import Attack, AttackParams, JobContext, Norm, Pipeline, Threat, register_attack
 from bench.attacks.pgd import PGD, PGDParams
-from bench.attacks.pipeline import Pipeline
-from bench.attacks.threat import Norm, Threat
-from bench.context import JobContext
 from bench.errors import EvaluationError
 
 SurrogateKind = Literal["undefended", "guide"]

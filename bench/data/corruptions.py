@@ -84,7 +84,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from scipy import ndimage
 
-from bench.data.base import ImageData
+from bench.api import ImageData
 
 U8 = NDArray[np.uint8]
 F64 = NDArray[np.float64]

@@ -21,8 +21,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from bench.data.base import DatasetInfo, ImageData, content_hash
-from bench.data.registry import register_dataset
+from bench.api import DatasetInfo, ImageData, content_hash, register_dataset
 from bench.errors import BenchError, DatasetMissingError
 
 SPLITS = ("train", "test")

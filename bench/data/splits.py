@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.data.base import ImageData
+from bench.api import ImageData
 from bench.errors import ConfigError
 
 #: One permutation of each training split, shared by every classifier and front-end: a classifier's

@@ -7,11 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.attacks.base import Attack
-from bench.attacks.pipeline import Pipeline
-from bench.attacks.threat import Threat
-from bench.context import JobContext
-from bench.data.base import ImageData
+from bench.api import Attack, ImageData, JobContext, Pipeline, Threat
 from bench.evaluation.verify import verified_correct
 
 #: Part of every evaluating job's key; bumped whenever the harness's judgment of an example changes (how clean

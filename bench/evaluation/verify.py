@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.attacks.pipeline import Pipeline
-from bench.attacks.threat import Threat
+from bench.api import Pipeline, Threat
 from bench.errors import EvaluationError
 
 

@@ -6,8 +6,7 @@ import hashlib
 
 import torch
 
-from bench.attacks import ATTACKS, Attack, Pipeline, Threat
-from bench.data.base import ImageData
+from bench.api import ATTACKS, Attack, FrontEnd, Identity, ImageData, Pipeline, Threat
 from bench.data.splits import eval_subset
 from bench.errors import ConfigError
 from bench.evaluation.rows import accuracy_row
@@ -16,7 +15,6 @@ from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
 from bench.jobs.spec import JobSpec
 from bench.jobs.upstream import Upstream
-from defenses.base import FrontEnd, Identity
 
 
 def eval_data(spec: JobSpec, upstream: Upstream, env: Env) -> ImageData:

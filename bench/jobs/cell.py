@@ -6,8 +6,7 @@ import time
 
 import torch
 
-from bench.attacks import Threat
-from bench.evaluation.checks import ATTACK_CHECKS, BASIC_CHECKS, AttackEvidence, CellEvidence
+from bench.api import ATTACK_CHECKS, BASIC_CHECKS, AttackEvidence, CellEvidence, Threat
 from bench.evaluation.rows import accuracy_row
 from bench.jobs.attack import eval_data, pipeline_for
 from bench.jobs.env import Env

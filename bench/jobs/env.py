@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.api import DATASETS, ImageData, JobContext
 from bench.artifacts import ArtifactStore
-from bench.context import JobContext
-from bench.data.base import ImageData
-from bench.data.registry import DATASETS
 
 
 @dataclass

@@ -6,16 +6,21 @@ from pathlib import Path
 
 import torch
 
-from bench.artifacts import sha256_file
-from bench.context import JobContext
-from bench.data.base import ImageData
+from bench.api import (
+    RECIPES,
+    ImageData,
+    JobContext,
+    count_correct,
+    load_classifier_weights,
+    load_state_dict_file,
+    sha256_file,
+)
 from bench.data.splits import train_split
 from bench.errors import WeightsError
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
 from bench.jobs.spec import JobSpec
 from bench.jobs.upstream import Upstream, new_classifier, source_classifier
-from classifiers.api import RECIPES, count_correct, load_classifier_weights, load_state_dict_file
 
 
 def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from bench.api import DEFENSES, FrontEnd
 from bench.data.splits import train_split
 from bench.errors import EvaluationError
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
 from bench.jobs.spec import JobSpec
 from bench.jobs.upstream import Upstream
-from defenses.base import FrontEnd
-from defenses.registry import DEFENSES
 
 
 def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:

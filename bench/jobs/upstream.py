@@ -8,13 +8,11 @@ from typing import Any
 
 import torch
 
+from bench.api import DEFENSES, Classifier, FrontEnd, build_classifier, freeze, load_external
 from bench.artifacts import StoredArtifact
 from bench.data.sources import cache_dir
 from bench.jobs.env import Env
 from bench.jobs.spec import JobGraph
-from classifiers.api import Classifier, build_classifier, freeze, load_external
-from defenses.base import FrontEnd
-from defenses.registry import DEFENSES
 
 ArtifactLookup = Callable[[str], dict[str, StoredArtifact]]
 

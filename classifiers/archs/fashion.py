@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from classifiers.registry import register_classifier
+from bench.api import register_classifier
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:

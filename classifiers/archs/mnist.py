@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from classifiers.registry import register_classifier
+from bench.api import register_classifier
 
 MNIST_SHAPE = (1, 28, 28)
 GREY = ("mnist", "fashion-mnist")

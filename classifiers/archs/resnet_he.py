@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from classifiers.registry import register_classifier
+from bench.api import register_classifier
 
 CIFAR_SHAPE = (3, 32, 32)
 CIFAR = ("cifar10", "cifar100")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from classifiers.registry import register_classifier
+from bench.api import register_classifier
 
 CIFAR_SHAPE = (3, 32, 32)
 CIFAR = ("cifar10", "cifar100")

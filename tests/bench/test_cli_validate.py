@@ -8,8 +8,8 @@ import yaml
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
+from bench.api import build_classifier
 from bench.cli import main
-from classifiers.base import build_classifier
 from tests.bench.test_config import BASE
 
 

@@ -157,7 +157,7 @@ def test_classifier_dataset_mismatch(tmp_path: Path) -> None:
 
 
 def test_class_count_mismatch(tmp_path: Path) -> None:
-    from classifiers.registry import CLASSIFIERS, ArchSpec
+    from bench.api.classifier import CLASSIFIERS, ArchSpec
 
     CLASSIFIERS.add(
         "test-ten-class",

@@ -164,7 +164,7 @@ def test_weights_files_are_keyed_by_content_not_by_path(env: Env, tmp_path: Path
     import torch
     from safetensors.torch import save_file
 
-    from classifiers.base import build_classifier
+    from bench.api.classifier import build_classifier
 
     torch.manual_seed(0)
     model = build_classifier("mnist-c", 10, (0.1307,), (0.3081,))
@@ -203,7 +203,7 @@ def test_a_repeated_pool_entry_cannot_make_the_draws_loop_forever() -> None:
 
 
 def test_an_attack_revision_is_part_of_its_jobs_keys_only(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench.attacks import ATTACKS
+    from bench.api import ATTACKS
 
     def keys() -> dict[str, set[str]]:
         planned = plan_matrix(parse_matrix(MATRIX, "m.yaml"), Path("."), env)

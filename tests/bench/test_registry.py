@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import pytest
 
+from bench.api import Registry
 from bench.errors import UnknownNameError
-from bench.plugins import load_builtin_plugins
-from bench.registry import Registry
 
 
 def test_register_and_lookup() -> None:
-    reg: Registry[int] = Registry("thing", "frontline.test-things")
+    reg: Registry[int] = Registry("thing")
     reg.add("alpha", 1, "the first\nmore text")
     assert reg.get("alpha") == 1
     assert reg.entry("alpha").description == "the first"
@@ -16,7 +15,7 @@ def test_register_and_lookup() -> None:
 
 
 def test_unknown_name_suggests_closest() -> None:
-    reg: Registry[int] = Registry("defense", "frontline.test-things")
+    reg: Registry[int] = Registry("defense")
     reg.add("robustifier", 1)
     reg.add("aaa", 2)
     with pytest.raises(UnknownNameError) as err:
@@ -26,18 +25,14 @@ def test_unknown_name_suggests_closest() -> None:
 
 
 def test_double_registration_is_an_error() -> None:
-    reg: Registry[int] = Registry("thing", "frontline.test-things")
+    reg: Registry[int] = Registry("thing")
     reg.add("x", 1)
     with pytest.raises(ValueError, match="registered twice"):
         reg.add("x", 2)
 
 
-def test_decorator_registers_builtins() -> None:
-    load_builtin_plugins()
-    from bench.attacks import ATTACKS
-    from bench.data.registry import DATASETS
-    from classifiers.registry import CLASSIFIERS
-    from defenses.registry import DEFENSES
+def test_builtins_register_through_their_entry_points() -> None:
+    from bench.api import ATTACKS, CLASSIFIERS, DATASETS, DEFENSES
 
     assert {"mnist-a", "mnist-b", "mnist-c", "resnet20"} <= set(CLASSIFIERS.names())
     assert {"none", "aaa"} <= set(DEFENSES.names())
@@ -46,18 +41,37 @@ def test_decorator_registers_builtins() -> None:
 
 
 def test_entry_point_plugins_are_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A third-party package registers through the entry-point group without editing this repository."""
-    import bench.registry as registry_module
+    """A third-party package registers through an entry-point group without editing this repository."""
+    import bench.api.registry as registry_module
 
-    reg: Registry[int] = Registry("thing", "frontline.test-plugins")
+    reg: Registry[int] = Registry("thing")
 
     class FakeEntryPoint:
         def load(self) -> None:
             reg.add("from-plugin", 42, "registered by an installed package")
 
+    monkeypatch.setattr(registry_module, "_plugins_loaded", False)
     monkeypatch.setattr(
         registry_module,
         "entry_points",
-        lambda group: [FakeEntryPoint()] if group == "frontline.test-plugins" else [],
+        lambda group: [FakeEntryPoint()] if group == "frontline.defenses" else [],
     )
     assert reg.get("from-plugin") == 42
+
+
+def test_a_plugin_that_fails_to_import_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.api.registry as registry_module
+    from bench.errors import BenchError
+
+    class Broken:
+        name, group, value = "broken", "frontline.defenses", "broken_pkg"
+
+        def load(self) -> None:
+            raise ImportError("No module named 'broken_pkg'")
+
+    monkeypatch.setattr(registry_module, "_plugins_loaded", False)
+    monkeypatch.setattr(
+        registry_module, "entry_points", lambda group: [Broken()] if "defenses" in group else []
+    )
+    with pytest.raises(BenchError, match="plug-in 'broken'.*broken_pkg"):
+        Registry[int]("thing").names()

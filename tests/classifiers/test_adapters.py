@@ -12,19 +12,15 @@ import pytest
 import torch
 
 import classifiers  # noqa: F401  (registers the built-in architectures)
+from bench.api import CLASSIFIERS, Classifier, check_external, load_external, parse_source
 from bench.errors import ConfigError, UnknownNameError, WeightsError
 from classifiers.adapters import (
     FORCE_NO_WEIGHTS_ONLY,
     FORCE_WEIGHTS_ONLY,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    check_external,
     import_robustbench,
-    load_external,
-    parse_source,
 )
-from classifiers.base import Classifier
-from classifiers.registry import CLASSIFIERS
 
 
 class Offline(ConnectionError):

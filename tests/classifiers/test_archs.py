@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import classifiers  # noqa: F401  (registers the built-in architectures)
+from bench.api import CLASSIFIERS
 from classifiers.archs.resnet_he import PadShortcut
-from classifiers.registry import CLASSIFIERS
 
 CIFAR_ARCHS = sorted(e.name for e in CLASSIFIERS if e.obj.input_shape == (3, 32, 32))
 EXPECTED_CIFAR = {

@@ -17,9 +17,7 @@ from PIL import Image
 from statsmodels.stats.proportion import proportion_confint
 
 import classifiers  # noqa: F401  (registers the built-in architectures)
-from classifiers.base import Classifier
-from classifiers.registry import CLASSIFIERS
-from classifiers.weights import load_into, load_state_dict_file, sha256_file
+from bench.api import CLASSIFIERS, Classifier, load_into, load_state_dict_file, sha256_file
 from tests.conftest import data_root
 
 pytestmark = pytest.mark.e2e

@@ -13,13 +13,18 @@ import torch
 from torch import nn
 
 import classifiers  # noqa: F401  (registers the built-in architectures and recipes)
-from bench.context import JobContext
-from bench.data.base import ImageData
-from bench.data.registry import DATASETS
+from bench.api import (
+    DATASETS,
+    RECIPES,
+    Classifier,
+    ImageData,
+    JobContext,
+    Recipe,
+    RecipeParams,
+    build_classifier,
+)
 from bench.data.sources import SPLITS  # noqa: F401  (importing it registers the built-in datasets)
 from bench.data.splits import eval_subset, train_split
-from classifiers.base import Classifier, Recipe, RecipeParams, build_classifier
-from classifiers.registry import RECIPES
 from classifiers.training import CifarParams, CifarRecipe, MnistParams, MnistRecipe, random_crop_flip
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)

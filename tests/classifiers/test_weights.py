@@ -15,15 +15,9 @@ import torch
 from torch import nn
 
 import classifiers  # noqa: F401  (registers the built-in architectures)
+from bench.api import CLASSIFIERS, load_classifier_weights, load_into, load_state_dict_file, sha256_file
+from bench.api.weights import match_keys
 from bench.errors import WeightsError
-from classifiers.registry import CLASSIFIERS
-from classifiers.weights import (
-    load_classifier_weights,
-    load_into,
-    load_state_dict_file,
-    match_keys,
-    sha256_file,
-)
 
 
 def resnet20(num_classes: int = 10, seed: int = 0) -> nn.Module:
@@ -209,7 +203,7 @@ def test_sha256_file(tmp_path: Path) -> None:
 
 
 def test_the_harness_own_classifier_artifact_loads_as_weights() -> None:
-    from classifiers.base import build_classifier
+    from bench.api.classifier import build_classifier
 
     trained = build_classifier("mnist-c", 10, (0.1307,), (0.3081,))
     artifact = {k: v.clone() for k, v in trained.state_dict().items()}  # net.* plus mean and std
@@ -219,7 +213,7 @@ def test_the_harness_own_classifier_artifact_loads_as_weights() -> None:
 
 
 def test_an_artifact_with_another_normalization_is_refused() -> None:
-    from classifiers.base import build_classifier
+    from bench.api.classifier import build_classifier
 
     artifact = build_classifier("mnist-c", 10, (0.5,), (0.5,)).state_dict()
     target = build_classifier("mnist-c", 10, (0.1307,), (0.3081,))

@@ -17,8 +17,8 @@ from numpy.random import PCG64, Generator
 from PIL import Image
 from scipy import ndimage
 
+from bench.api import DatasetInfo, ImageData
 from bench.data import corruptions as C
-from bench.data.base import DatasetInfo, ImageData
 from tests.conftest import data_root
 
 NOISES = ("gaussian_noise", "shot_noise", "impulse_noise")

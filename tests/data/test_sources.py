@@ -15,9 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.api import DATASETS, DatasetInfo
 from bench.data import sources
-from bench.data.base import DatasetInfo
-from bench.data.registry import DATASETS
 from bench.data.sources import CIFAR10_CLASSES, CIFAR100_CLASSES, ImageFolderLayout, OnDiskDataset
 from bench.errors import BenchError, DatasetMissingError
 from tests.conftest import data_root

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.data.base import DatasetInfo, ImageData
+from bench.api import DatasetInfo, ImageData
 from bench.data.splits import Shortfall, eval_shortfall, eval_subset, train_shortfall, train_split
 from bench.errors import ConfigError
 

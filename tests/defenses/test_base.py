@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from defenses.base import Identity
+from bench.api import Identity
 
 
 def test_front_end_rng_is_per_device_and_restarts_on_reseed() -> None:

@@ -9,10 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.context import JobContext
-from bench.data.base import DatasetInfo, ImageData
-from defenses import DEFENSES, FrontEnd
-from defenses.base import set_bpda
+from bench.api import DEFENSES, DatasetInfo, FrontEnd, ImageData, JobContext, set_bpda
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -10,8 +10,7 @@ import pytest
 import torch
 import yaml
 
-from defenses.base import Defense, FrontEnd
-from defenses.registry import DEFENSES
+from bench.api import DEFENSES, Defense, FrontEnd
 from tests.e2e.tiny import bench_run
 
 pytestmark = pytest.mark.e2e

@@ -7,12 +7,20 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from bench.attacks import ATTACKS, Pipeline, Threat
-from bench.context import JobContext
-from bench.data.base import DatasetInfo, ImageData
-from bench.evaluation.checks import BASIC_CHECKS, AttackEvidence, CellEvidence
+from bench.api import (
+    ATTACKS,
+    BASIC_CHECKS,
+    AttackEvidence,
+    CellEvidence,
+    DatasetInfo,
+    FrontEnd,
+    Identity,
+    ImageData,
+    JobContext,
+    Pipeline,
+    Threat,
+)
 from bench.evaluation.run_attack import run_attack
-from defenses.base import FrontEnd, Identity
 from tests.bench.attacks.test_pipeline import NaNGradient
 
 INFO = DatasetInfo("tiny", 3, (1, 4, 4), (0.5,), (0.5,), 32, 32)

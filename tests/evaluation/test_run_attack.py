@@ -5,11 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.attacks import ATTACKS, Pipeline, Threat
-from bench.context import JobContext
-from bench.data.base import DatasetInfo, ImageData
+from bench.api import ATTACKS, DatasetInfo, FrontEnd, ImageData, JobContext, Pipeline, Threat
 from bench.evaluation.run_attack import run_attack
-from defenses.base import FrontEnd
 
 INFO = DatasetInfo("tiny", 3, (1, 4, 4), (0.5,), (0.5,), 64, 64)
 

@@ -14,12 +14,23 @@ import pytest
 import torch
 from torch import nn
 
-from bench.attacks import ATTACKS, Pipeline, Threat
-from bench.context import JobContext
-from bench.data.base import DatasetInfo, ImageData
-from bench.evaluation.checks import ATTACK_CHECKS, BASIC_CHECKS, AttackEvidence, CellEvidence, CheckResult
+from bench.api import (
+    ATTACK_CHECKS,
+    ATTACKS,
+    BASIC_CHECKS,
+    AttackEvidence,
+    CellEvidence,
+    CheckResult,
+    DatasetInfo,
+    FrontEnd,
+    Identity,
+    ImageData,
+    JobContext,
+    NonDifferentiable,
+    Pipeline,
+    Threat,
+)
 from bench.evaluation.run_attack import run_attack
-from defenses.base import FrontEnd, Identity, NonDifferentiable
 
 N, CLASSES, SHAPE = 64, 3, (1, 4, 4)
 INFO = DatasetInfo("tiny", CLASSES, SHAPE, (0.5,), (0.5,), N, N)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.attacks import ATTACKS, Pipeline, Threat
+from bench.api import ATTACKS, FrontEnd, Identity, JobContext, NonDifferentiable, Pipeline, Threat
 from bench.attacks.autoattack import (
     AutoAttack,
     AutoAttackParams,
@@ -16,9 +16,7 @@ from bench.attacks.autoattack import (
     AutoAttackRandParams,
     VoteJudged,
 )
-from bench.context import JobContext
 from bench.errors import ConfigError
-from defenses.base import FrontEnd, Identity, NonDifferentiable
 
 
 def linear_model(classes: int = 10, seed: int = 0) -> nn.Module:

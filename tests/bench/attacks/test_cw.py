@@ -6,11 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.attacks import ATTACKS, Pipeline, Threat
+from bench.api import ATTACKS, Identity, JobContext, Pipeline, Threat
 from bench.attacks.cw import CWL2, CWParams
-from bench.context import JobContext
 from bench.errors import ConfigError
-from defenses.base import Identity
 
 
 def linear_model(seed: int = 0) -> nn.Module:

@@ -6,10 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.attacks import ATTACKS, Pipeline, Threat
+from bench.api import ATTACKS, FrontEnd, Identity, JobContext, NonDifferentiable, Pipeline, Threat
 from bench.attacks.pgd import PGD, PGDParams
-from bench.context import JobContext
-from defenses.base import FrontEnd, Identity, NonDifferentiable
 
 
 def linear_model(seed: int = 0) -> nn.Module:

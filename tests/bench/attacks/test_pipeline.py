@@ -7,10 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.attacks import ATTACKS, Pipeline, Threat
-from bench.attacks.pipeline import NO_MAJORITY
-from bench.context import JobContext
-from defenses.base import FrontEnd, Identity
+from bench.api import ATTACKS, NO_MAJORITY, FrontEnd, Identity, JobContext, Pipeline, Threat
 
 
 class _NaNGrad(torch.autograd.Function):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.attacks.threat import Threat, max_radius
+from bench.api import Threat, max_radius
 from bench.errors import ConfigError
 
 

@@ -8,15 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench.attacks import ATTACKS, Pipeline, Threat
+from bench.api import ATTACKS, FrontEnd, Identity, JobContext, Pipeline, Threat
 from bench.attacks.pgd import PGD, PGDParams
 from bench.attacks.transfer import TransferParams, TransferPGD
-from bench.context import JobContext
 from bench.errors import ConfigError, EvaluationError
 from bench.jobs.attack import bind_surrogate, derived_seed, surrogate_pipeline
 from bench.jobs.spec import JobGraph, JobSpec
 from bench.jobs.upstream import Upstream
-from defenses.base import FrontEnd, Identity
 
 
 class Flip(FrontEnd):

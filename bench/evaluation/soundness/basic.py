@@ -1,74 +1,15 @@
-"""Soundness checks run on every cell; a failed one marks the cell's number unreliable.
-
-Each check is a registered function of a :class:`CellEvidence` (the cell's pipeline, data and the per-example
-outcomes of every attack run on it) returning a :class:`CheckResult`. They exist because pre-processing
-defenses have a long record of looking robust and being broken by adaptive attacks (Athalye et al. 2018,
-Carlini et al. 2019, Tramer et al. 2020): a number is only shown without a warning if it passed them all.
-"""
+"""Checks that read only what a cell already holds (stored outcomes, attack settings and reports, two
+forward passes), so they run on every cell, even with ``evaluation.checks`` off."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-
 import torch
 
-from bench.attacks.pipeline import Pipeline
-from bench.attacks.threat import Threat
-from bench.context import JobContext
-from bench.data.base import ImageData
-from bench.registry import Registry
+from bench.api import CellEvidence, CheckResult, register_check
+from bench.evaluation.soundness.common import attack_class, bpda_of, not_applicable
 
 
-@dataclass(frozen=True)
-class AttackEvidence:
-    label: str
-    config: dict[str, Any]
-    clean: torch.Tensor  # bool per example
-    robust: torch.Tensor  # bool per example
-    x_adv: torch.Tensor
-    #: The attack's own account of its run (``Attack.describe()``), e.g. AutoAttack's warnings.
-    report: dict[str, Any] = field(default_factory=dict)
-    #: Input gradients the attack took, in images: all of them, the NaN/inf ones, the exactly-zero ones.
-    n_backward: int = 0
-    nonfinite_grads: int = 0
-    zero_grads: int = 0
-
-
-@dataclass(frozen=True)
-class CellEvidence:
-    make_pipeline: Callable[[], Pipeline]
-    data: ImageData
-    threat: Threat
-    attacks: list[AttackEvidence]
-    ctx: JobContext
-    n_checks: int
-    batch_size: int
-
-    @property
-    def worst_case(self) -> torch.Tensor:
-        robust = self.attacks[0].robust.clone()
-        for a in self.attacks[1:]:
-            robust &= a.robust
-        return robust
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    passed: bool
-    detail: str
-
-
-Check = Callable[[CellEvidence], CheckResult]
-
-#: Checks that cost nothing beyond the stored outcomes; always run.
-BASIC_CHECKS: Registry[Check] = Registry("check", "frontline.basic_checks")
-#: Checks that run extra attacks; run when the matrix's ``evaluation.checks`` is on.
-ATTACK_CHECKS: Registry[Check] = Registry("check", "frontline.checks")
-
-
-@BASIC_CHECKS.register("robust-le-clean")
+@register_check("robust-le-clean", runs_attacks=False)
 def robust_le_clean(cell: CellEvidence) -> CheckResult:
     """Robust accuracy <= clean accuracy, example by example, for every attack."""
     for a in cell.attacks:
@@ -78,7 +19,7 @@ def robust_le_clean(cell: CellEvidence) -> CheckResult:
     return CheckResult(True, "every robust example is also clean-correct")
 
 
-@BASIC_CHECKS.register("inside-threat")
+@register_check("inside-threat", runs_attacks=False)
 def inside_threat(cell: CellEvidence) -> CheckResult:
     """Every stored adversarial example lies in the epsilon ball and in [0,1] (re-read from the artifact)."""
     x = cell.data.float_images()
@@ -90,7 +31,7 @@ def inside_threat(cell: CellEvidence) -> CheckResult:
     return CheckResult(True, f"all {total} stored examples inside the ball and box")
 
 
-@BASIC_CHECKS.register("clean-agreement")
+@register_check("clean-agreement", runs_attacks=False)
 def clean_agreement(cell: CellEvidence) -> CheckResult:
     """All attack jobs of the cell saw the same clean predictions (else the pipeline is not what we think)."""
     ref = cell.attacks[0].clean
@@ -102,7 +43,7 @@ def clean_agreement(cell: CellEvidence) -> CheckResult:
     return CheckResult(True, "clean predictions agree across attacks")
 
 
-@BASIC_CHECKS.register("finite-gradients")
+@register_check("finite-gradients", runs_attacks=False)
 def finite_gradients(cell: CellEvidence) -> CheckResult:
     """No attack saw a NaN or infinite input gradient: it would have been blinded without an error (PGD's
     ``sign`` of NaN is 0, CW and AutoAttack keep the clean point), and the example would count as robust."""
@@ -114,7 +55,7 @@ def finite_gradients(cell: CellEvidence) -> CheckResult:
     return CheckResult(True, f"every input gradient finite (exactly zero: {zero or 'no gradient attack'})")
 
 
-@BASIC_CHECKS.register("pipeline-output")
+@register_check("pipeline-output", runs_attacks=False)
 def pipeline_output(cell: CellEvidence) -> CheckResult:
     """The pipeline is as random as its defense declares, and returns logits (AutoAttack's checks of
     randomness and of a softmax output, run on every cell, not only where AutoAttack ran).
@@ -146,6 +87,54 @@ def pipeline_output(cell: CellEvidence) -> CheckResult:
     return CheckResult(True, f"{kind}, returns logits")
 
 
-# At the bottom because soundness registers into ATTACK_CHECKS above; importing it here means every user of
-# the registry sees the attack checks.
-from bench.evaluation import soundness as soundness  # noqa: E402
+
+
+@register_check("naive-gradient", runs_attacks=False)
+def naive_gradient(cell: CellEvidence) -> CheckResult:
+    """A cell attacked only by gradient attacks without BPDA while its defense has non-differentiable parts
+    is a naive evaluation: the gradients were zero or meaningless, and the number measures the attack, not
+    the defense.
+
+    A cell that also ran an attack with BPDA, or one that needs no gradients, passes: its worst case already
+    includes an attack the missing BPDA cannot have weakened.
+    """
+    parts = cell.make_pipeline().bpda_parts
+    naive = [a.label for a in cell.attacks if not bpda_of(a) and attack_class(a).uses_gradients]
+    if not parts and not naive:
+        return not_applicable("the defense declares no non-differentiable parts")
+    if not naive:
+        return CheckResult(True, f"every gradient attack ran with BPDA through the {parts} "
+                                 "non-differentiable part(s)")
+    if not parts:
+        return CheckResult(True, f"{', '.join(naive)} ran without BPDA, but the defense declares no "
+                                 "non-differentiable parts, so its gradients are the true ones")
+    if len(naive) == len(cell.attacks):
+        return CheckResult(False, f"naive evaluation: {', '.join(naive)} ran without BPDA through {parts} "
+                                  "non-differentiable part(s), so the gradients were zero or meaningless and "
+                                  "the number is what a naive attacker reports, not the defense's robustness")
+    others = [a.label for a in cell.attacks if a.label not in naive]
+    return CheckResult(True, f"{', '.join(naive)} ran without BPDA (naive), but the worst case includes "
+                             f"{', '.join(others)}, which the {parts} non-differentiable part(s) cannot mask")
+
+
+#: AutoAttack's randomness warning is expected on a randomized pipeline evaluated with version="rand".
+_RAND_EXPECTED = "randomized defense"
+
+
+@register_check("autoattack-checks", runs_attacks=False)
+def autoattack_checks(cell: CellEvidence) -> CheckResult:
+    """AutoAttack's own checks (Croce & Hein): randomness, zero gradients, softmax output, Square wins.
+
+    pyautoattack reports them as warnings, which the attack keeps in its report; any of them means the
+    white-box number may be an overestimate, except a randomness warning on a ``version: rand`` run.
+    """
+    reports = [a for a in cell.attacks if "warnings" in a.report]
+    if not reports:
+        return not_applicable("no AutoAttack run in this cell")
+    found = []
+    for a in reports:
+        rand = a.report.get("params", {}).get("version") == "rand"
+        found += [f"{a.label}: {w}" for w in a.report["warnings"] if not (rand and _RAND_EXPECTED in w)]
+    if found:
+        return CheckResult(False, "; ".join(found))
+    return CheckResult(True, f"{len(reports)} AutoAttack run(s) raised no warning")

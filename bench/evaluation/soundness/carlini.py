@@ -7,9 +7,6 @@ beating the white-box one), an attack that has not converged (doubling its steps
 evaluation that never switched on BPDA. Attacks come from the registry, so the checks test the code that
 produced the number rather than a private copy of it.
 
-The last two read only what the cell already holds (its attacks' settings and reports), so they are basic
-checks that run even with ``evaluation.checks`` off.
-
 A check that does not apply to a cell (no PGD-family attack, an L1 threat PGD cannot work in) passes with a
 detail starting "not applicable", so a cell is only marked unreliable for evidence against it.
 """
@@ -17,20 +14,28 @@ detail starting "not applicable", so a cell is only marked unreliable for eviden
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from scipy.stats import binom
 
-from bench.attacks.base import ATTACKS, Attack
+from bench.api import (
+    ATTACKS,
+    Attack,
+    AttackEvidence,
+    CellEvidence,
+    CheckResult,
+    Identity,
+    ImageData,
+    Pipeline,
+    Threat,
+    register_check,
+    set_bpda,
+    worst_case,
+)
 from bench.attacks.pgd import FGSM, PGD
-from bench.attacks.pipeline import Pipeline
-from bench.attacks.threat import Threat
-from bench.data.base import ImageData
-from bench.evaluation.checks import ATTACK_CHECKS, BASIC_CHECKS, AttackEvidence, CellEvidence, CheckResult
 from bench.evaluation.run_attack import run_attack
+from bench.evaluation.soundness.common import attack_class, bpda_of, not_applicable, pct
 from bench.evaluation.verify import verified_correct
-from defenses.base import Identity, set_bpda
 
 #: Significance of the one-sided tests that give small check subsets a tolerance.
 ALPHA = 0.05
@@ -43,10 +48,6 @@ CONFIRM_VOTES = 5
 #: Most that doubling the steps may lower robust accuracy (as a fraction) before the attack counts as
 #: unconverged.
 STEPS_TOLERANCE = 0.01
-
-
-def not_applicable(why: str) -> CheckResult:
-    return CheckResult(True, f"not applicable: {why}")
 
 
 def check_data(cell: CellEvidence) -> ImageData:
@@ -68,34 +69,15 @@ def robust_on_checks(
     return out.robust
 
 
-def attack_class(a: AttackEvidence) -> type[Attack]:
-    return ATTACKS.get(str(a.config["attack"]))
-
-
-def bpda_of(a: AttackEvidence) -> bool:
-    return bool(a.config.get("bpda", True))
-
-
 def is_iterative_pgd(a: AttackEvidence) -> bool:
     """PGD and its presets; FGSM is a one-step PGD subclass, so it is excluded (it has no steps to double)."""
     cls = attack_class(a)
     return issubclass(cls, PGD) and not issubclass(cls, FGSM)
 
 
-def worst_case(attacks: Sequence[AttackEvidence], n: int) -> torch.Tensor:
-    robust = attacks[0].robust[:n].clone()
-    for a in attacks[1:]:
-        robust &= a.robust[:n]
-    return robust
-
-
 def strongest(cell: CellEvidence) -> AttackEvidence:
     """The attack with the lowest robust accuracy on the check prefix, whose BPDA setting the checks copy."""
     return min(cell.attacks, key=lambda a: int(a.robust[: cell.n_checks].sum()))
-
-
-def pct(count: int, n: int) -> str:
-    return f"{100.0 * count / n:.1f}% ({count}/{n})"
 
 
 def pgd_norm_problem(threat: Threat) -> str | None:
@@ -104,7 +86,7 @@ def pgd_norm_problem(threat: Threat) -> str | None:
     return f"PGD works in {', '.join(PGD.norms)}, not {threat.norm}"
 
 
-@ATTACK_CHECKS.register("iterative-beats-fgsm")
+@register_check("iterative-beats-fgsm", runs_attacks=True)
 def iterative_beats_fgsm(cell: CellEvidence) -> CheckResult:
     """One gradient step must not beat many: when FGSM wins, the iterative attacks are stuck (masking).
 
@@ -146,7 +128,7 @@ def sweep_top(threat: Threat, input_shape: tuple[int, ...]) -> float:
     return math.sqrt(math.prod(input_shape)) / 2
 
 
-@ATTACK_CHECKS.register("eps-sweep-to-chance")
+@register_check("eps-sweep-to-chance", runs_attacks=True)
 def eps_sweep_to_chance(cell: CellEvidence) -> CheckResult:
     """An attack allowed to change the image completely must drive accuracy to chance; if it cannot, its
     gradients lead nowhere (gradient masking) and its number at the cell's radius means nothing.
@@ -180,7 +162,7 @@ def eps_sweep_to_chance(cell: CellEvidence) -> CheckResult:
                               "where any image is reachable: gradient masking, the cell's number is too high")
 
 
-@ATTACK_CHECKS.register("steps-doubling-stable")
+@register_check("steps-doubling-stable", runs_attacks=True)
 def steps_doubling_stable(cell: CellEvidence) -> CheckResult:
     """Doubling the steps of the cell's first PGD-family attack must not lower robust accuracy by a point or
     more; if it does, the attack had not converged and the cell's number is too high.
@@ -215,7 +197,7 @@ def steps_doubling_stable(cell: CellEvidence) -> CheckResult:
     return CheckResult(True, detail)
 
 
-@ATTACK_CHECKS.register("whitebox-beats-transfer")
+@register_check("whitebox-beats-transfer", runs_attacks=True)
 def whitebox_beats_transfer(cell: CellEvidence) -> CheckResult:
     """Every example fooled by PGD crafted on the undefended classifier and transferred through the defense
     must also be fooled by the cell's white-box attacks, which see strictly more.
@@ -268,55 +250,3 @@ def whitebox_beats_transfer(cell: CellEvidence) -> CheckResult:
         return CheckResult(False, detail + ": the white-box attacks miss what a transfer attack finds "
                                            "(gradient masking), the cell's number is too high")
     return CheckResult(True, detail)
-
-
-@BASIC_CHECKS.register("naive-gradient")
-def naive_gradient(cell: CellEvidence) -> CheckResult:
-    """A cell attacked only by gradient attacks without BPDA while its defense has non-differentiable parts
-    is a naive evaluation: the gradients were zero or meaningless, and the number measures the attack, not
-    the defense.
-
-    A cell that also ran an attack with BPDA, or one that needs no gradients, passes: its worst case already
-    includes an attack the missing BPDA cannot have weakened.
-    """
-    parts = cell.make_pipeline().bpda_parts
-    naive = [a.label for a in cell.attacks if not bpda_of(a) and attack_class(a).uses_gradients]
-    if not parts and not naive:
-        return not_applicable("the defense declares no non-differentiable parts")
-    if not naive:
-        return CheckResult(True, f"every gradient attack ran with BPDA through the {parts} "
-                                 "non-differentiable part(s)")
-    if not parts:
-        return CheckResult(True, f"{', '.join(naive)} ran without BPDA, but the defense declares no "
-                                 "non-differentiable parts, so its gradients are the true ones")
-    if len(naive) == len(cell.attacks):
-        return CheckResult(False, f"naive evaluation: {', '.join(naive)} ran without BPDA through {parts} "
-                                  "non-differentiable part(s), so the gradients were zero or meaningless and "
-                                  "the number is what a naive attacker reports, not the defense's robustness")
-    others = [a.label for a in cell.attacks if a.label not in naive]
-    return CheckResult(True, f"{', '.join(naive)} ran without BPDA (naive), but the worst case includes "
-                             f"{', '.join(others)}, which the {parts} non-differentiable part(s) cannot mask")
-
-
-#: AutoAttack's randomness warning is expected on a randomized pipeline evaluated with version="rand".
-_RAND_EXPECTED = "randomized defense"
-
-
-@BASIC_CHECKS.register("autoattack-checks")
-def autoattack_checks(cell: CellEvidence) -> CheckResult:
-    """AutoAttack's own checks (Croce & Hein): randomness, zero gradients, softmax output, Square wins.
-
-    pyautoattack reports them as warnings, which the attack keeps in its report; any of them means the
-    white-box number may be an overestimate, except a randomness warning on a ``version: rand`` run.
-    """
-    reports = [a for a in cell.attacks if "warnings" in a.report]
-    if not reports:
-        return not_applicable("no AutoAttack run in this cell")
-    found = []
-    for a in reports:
-        rand = a.report.get("params", {}).get("version") == "rand"
-        found += [f"{a.label}: {w}" for w in a.report["warnings"] if not (rand and _RAND_EXPECTED in w)]
-    if found:
-        return CheckResult(False, "; ".join(found))
-    return CheckResult(True, f"{len(reports)} AutoAttack run(s) raised no warning")
-

@@ -1,4 +1,4 @@
-"""The contract between the harness and a front-end defense.
+"""The front-end contract: what a defense builds and the harness attacks.
 
 A front-end maps images in [0,1] to images in [0,1] of the same shape and is placed before a frozen
 classifier. What a defense *declares* here decides how it is attacked: non-differentiable parts are wrapped in
@@ -8,16 +8,11 @@ private generator, so attack code that reseeds the global RNG cannot steer the d
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
-
-from bench.context import JobContext
-from bench.data.base import ImageData
 
 
 class FrontEnd(nn.Module):
@@ -87,37 +82,3 @@ def set_bpda(module: nn.Module, enabled: bool) -> int:
     for m in parts:
         m.straight_through = enabled
     return len(parts)
-
-
-class DefenseParams(BaseModel):
-    """Base of every defense's parameter model; unknown keys are an error, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Defense(ABC):
-    """A registered defense kind: builds a front-end and, when trainable, fits it through frozen guides."""
-
-    Params: ClassVar[type[DefenseParams]] = DefenseParams
-    #: Whether ``fit`` uses the guides; untrainable front-ends share one artifact across guide sets.
-    trainable: ClassVar[bool] = False
-    #: Whether ``fit`` needs the training data at all (some front-ends train without guides).
-    needs_data: ClassVar[bool] = False
-
-    @abstractmethod
-    def build(self, params: Any, input_shape: tuple[int, int, int]) -> FrontEnd: ...
-
-    def fit(
-        self,
-        frontend: FrontEnd,
-        guides: Sequence[nn.Module],
-        train: ImageData,
-        params: Any,
-        ctx: JobContext,
-    ) -> dict[str, float]:
-        """Train ``frontend`` in place; guides arrive frozen. Returns training metrics for the job record."""
-        return {}
-
-    def epochs_at_full_scale(self, params: Any) -> int | None:
-        """The paper's epoch count, so the harness can say when a run was trained at reduced scale."""
-        return None

@@ -142,7 +142,7 @@ def load_into(net: nn.Module, state: Mapping[str, torch.Tensor], source: str) ->
 
 
 def load_classifier_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load a checkpoint into a :class:`~classifiers.base.Classifier`'s network.
+    """Load a checkpoint into a :class:`~bench.api.classifier.Classifier`'s network.
 
     Besides plain network checkpoints this takes the harness's own classifier artifacts, which hold the
     wrapper's state: ``net.*`` plus the ``mean``/``std`` buffers. Those buffers must equal the matrix's

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.attacks.threat import Threat
+from bench.api.threat import Threat
 
 
 def random_start(xs: torch.Tensor, threat: Threat, gen: torch.Generator) -> torch.Tensor:

@@ -1,10 +1,9 @@
-"""The classifier wrapper every pipeline sees ([0,1] images in, logits out, normalization inside), and the
-training-recipe interface.
+"""The training-recipe contract and its registry.
 
 Recipes are seedable and deterministic on CPU for a fixed seed. The data lives in memory as uint8 tensors (see
-:class:`bench.data.base.ImageData`); on CUDA the whole training set is moved to the device once and augmented
+:class:`bench.api.data.ImageData`); on CUDA the whole training set is moved to the device once and augmented
 there, so the loader never dominates a step. CUDA runs use bf16 autocast and channels-last (a
-:class:`~bench.context.JobContext` can switch either on or off anywhere), and
+:class:`~bench.api.context.JobContext` can switch either on or off anywhere), and
 ``compile: true`` wraps the model in ``torch.compile``.
 """
 
@@ -13,62 +12,17 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from bench.context import JobContext
-from bench.data.base import ImageData
-
-
-class Classifier(nn.Module):
-    """Normalizes then runs ``net``; keeping normalization inside means attacks and defenses never see it."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.net = net
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.net((x - self.mean) / self.std)
-        return out
-
-
-def build_classifier(arch: str, num_classes: int, mean: Sequence[float], std: Sequence[float]) -> Classifier:
-    from classifiers.registry import CLASSIFIERS
-
-    spec = CLASSIFIERS.get(arch)
-    return Classifier(spec.factory(num_classes), mean, std)
-
-
-@torch.no_grad()
-def count_correct(model: nn.Module, data: ImageData, device: torch.device, batch_size: int = 1000) -> int:
-    """Top-1 hits in eval mode and fp32, not the training autocast: bf16 logits flip close calls and tie
-    top-2 classes, and a card's accuracy must be the model's, whatever device measured it."""
-    model.to(device).eval()
-    correct = 0
-    for x, y in data.batches(batch_size, device):
-        correct += int((model(x).argmax(1) == y).sum())
-    return correct
-
-
-M = TypeVar("M", bound=nn.Module)
-
-
-def freeze(model: M) -> M:
-    """Guides and targets are frozen: eval mode (BatchNorm uses running stats) and no parameter grads."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+from bench.api.context import JobContext
+from bench.api.data import ImageData
+from bench.api.registry import Registry
 
 
 class RecipeParams(BaseModel):
@@ -143,3 +97,10 @@ class Recipe(ABC):
             "train_images_per_s": seen / wall if wall > 0 else math.inf,
             "final_epoch_loss": float(loss_sum) / steps_per_epoch,
         }
+
+
+RECIPES: Registry[type[Recipe]] = Registry("training recipe")
+
+
+def register_recipe(name: str, description: str | None = None) -> Callable[[type[Recipe]], type[Recipe]]:
+    return RECIPES.register(name, description)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from bench.data.base import DatasetInfo, ImageData
-from bench.registry import Registry
+from bench.api.data import DatasetInfo, ImageData
+from bench.api.registry import Registry
 
 
 class DatasetSource(Protocol):
@@ -25,7 +25,7 @@ class DatasetSource(Protocol):
     def load(self, root: Path, split: str, download: bool) -> ImageData: ...
 
 
-DATASETS: Registry[DatasetSource] = Registry("dataset", "frontline.datasets")
+DATASETS: Registry[DatasetSource] = Registry("dataset")
 
 
 def register_dataset(source: DatasetSource) -> DatasetSource:

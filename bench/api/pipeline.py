@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.api.frontend import FrontEnd, set_bpda
 from bench.errors import EvaluationError
-from defenses.base import FrontEnd, set_bpda
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

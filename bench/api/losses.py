@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from bench.api.registry import Registry
 from bench.errors import ConfigError
-from bench.registry import Registry
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ def dlr(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return margin(logits, y) / scale
 
 
-LOSSES: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry("loss", "frontline.losses")
+LOSSES: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry("loss")
 LOSSES.add("ce", cross_entropy, "cross-entropy")
 LOSSES.add("margin", margin, "CW logit margin")
 LOSSES.add("dlr", dlr, "difference of logits ratio (Croce & Hein 2020)")

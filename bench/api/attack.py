@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from bench.attacks.pipeline import Pipeline
-from bench.attacks.threat import NORMS, Norm, Threat
-from bench.context import JobContext
+from bench.api.context import JobContext
+from bench.api.pipeline import Pipeline
+from bench.api.registry import Registry
+from bench.api.threat import NORMS, Norm, Threat
 from bench.errors import ConfigError
-from bench.registry import Registry
 
 
 class AttackParams(BaseModel):
@@ -70,7 +70,7 @@ class Attack(ABC):
         }
 
 
-ATTACKS: Registry[type[Attack]] = Registry("attack", "frontline.attacks")
+ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
 def register_attack(name: str, description: str | None = None) -> Callable[[type[Attack]], type[Attack]]:

@@ -1,0 +1,61 @@
+"""The defense contract and its registry: ``@register_defense(name)`` on a :class:`Defense` subclass.
+
+A defense kind builds a :class:`~bench.api.frontend.FrontEnd` from validated parameters and, when trainable,
+fits it through frozen guide classifiers. Third-party packages add defenses through the ``frontline.defenses``
+entry-point group.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from bench.api.context import JobContext
+from bench.api.data import ImageData
+from bench.api.frontend import FrontEnd
+from bench.api.registry import Registry
+
+
+class DefenseParams(BaseModel):
+    """Base of every defense's parameter model; unknown keys are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Defense(ABC):
+    """A registered defense kind: builds a front-end and, when trainable, fits it through frozen guides."""
+
+    Params: ClassVar[type[DefenseParams]] = DefenseParams
+    #: Whether ``fit`` uses the guides; untrainable front-ends share one artifact across guide sets.
+    trainable: ClassVar[bool] = False
+    #: Whether ``fit`` needs the training data at all (some front-ends train without guides).
+    needs_data: ClassVar[bool] = False
+
+    @abstractmethod
+    def build(self, params: Any, input_shape: tuple[int, int, int]) -> FrontEnd: ...
+
+    def fit(
+        self,
+        frontend: FrontEnd,
+        guides: Sequence[nn.Module],
+        train: ImageData,
+        params: Any,
+        ctx: JobContext,
+    ) -> dict[str, float]:
+        """Train ``frontend`` in place; guides arrive frozen. Returns training metrics for the job record."""
+        return {}
+
+    def epochs_at_full_scale(self, params: Any) -> int | None:
+        """The paper's epoch count, so the harness can say when a run was trained at reduced scale."""
+        return None
+
+
+DEFENSES: Registry[type[Defense]] = Registry("defense")
+
+
+def register_defense(name: str, description: str | None = None) -> Callable[[type[Defense]], type[Defense]]:
+    return DEFENSES.register(name, description)
