@@ -13,7 +13,6 @@ import hashlib
 import html as html_lib
 import posixpath
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,16 +23,12 @@ from typing import Any
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:  # the package is not installed and tests/ has no conftest to add it
-    sys.path.insert(0, str(REPO_ROOT))
-
-from bench.evaluation.rows import accuracy_row  # noqa: E402
-from bench.report import pages  # noqa: E402
-from bench.report.data import MatrixKey  # noqa: E402
-from bench.report.pages import matrix_file_name, matrix_file_names  # noqa: E402
-from bench.report.render import render_site  # noqa: E402
-from bench.storage import JobRecord, Store  # noqa: E402
+from bench.evaluation.rows import accuracy_row
+from bench.report import pages
+from bench.report.data import MatrixKey
+from bench.report.pages import matrix_file_name, matrix_file_names
+from bench.report.render import render_site
+from bench.storage import JobRecord, Store
 
 EPS = 8 / 255
 HOSTILE = "<script>alert(1)</script>"
