@@ -33,6 +33,11 @@ class ArtifactStore:
     def folder(self, key: str) -> Path:
         return self.root / key[:2] / key
 
+    def checkpoints(self, key: str) -> Path:
+        """A job's training checkpoints, beside the artifact folders rather than in one, so nothing that reads
+        or checks a job's artifacts ever meets them."""
+        return self.root / "checkpoints" / key
+
     def write_tensors(
         self, key: str, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
     ) -> StoredArtifact:

@@ -20,6 +20,8 @@ from bench.errors import BenchError
 
 DEFAULT_DB = "results.db"
 DEFAULT_ARTIFACTS = "artifacts"
+#: Where ``git describe`` looks for the repository the running code was checked out from.
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def data_root(data_dir: str | None) -> Path:
@@ -51,18 +53,28 @@ def package_versions() -> dict[str, Any]:
     return out
 
 
-def git_commit() -> str | None:
+def git_describe(where: Path = PACKAGE_DIR) -> str | None:
+    """The commit the code came from, suffixed ``-dirty`` when the working tree had uncommitted changes."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", "describe", "--always", "--dirty"],
             capture_output=True,
             text=True,
             check=True,
-            cwd=Path(__file__).resolve().parent,
+            cwd=where,
         )
     except (OSError, subprocess.CalledProcessError):
         return None
     return out.stdout.strip() or None
+
+
+def check_executor(_ctx: click.Context, _param: click.Parameter, name: str) -> str:
+    """Validated here rather than by ``click.Choice`` so ``bench --help`` need not import the job code."""
+    from bench.executor import EXECUTORS
+
+    if name not in EXECUTORS:
+        raise click.BadParameter(f"unknown executor {name!r}; valid names: {', '.join(sorted(EXECUTORS))}")
+    return name
 
 
 class BenchGroup(click.Group):
@@ -103,6 +115,8 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for PyTorch (default: its own choice; 1 is fastest on a busy 2-core box).")
+@click.option("--executor", "executor_name", default="local", show_default=True, callback=check_executor,
+              help="Engine that runs the jobs (local: in this process, one at a time).")
 def run(
     matrix_path: Path,
     db: Path,
@@ -113,13 +127,18 @@ def run(
     device: str,
     quiet: bool,
     threads: int | None,
+    executor_name: str,
 ) -> None:
-    """Run every job of a matrix that is not already complete, then print its cells."""
+    """Run every job of a matrix that is not already complete, then print its cells.
+
+    A failed job does not stop the jobs that do not depend on it; failed and blocked jobs are listed at the
+    end and the exit status is 1 (a rerun retries just those).
+    """
     from bench.artifacts import ArtifactStore
-    from bench.executor import LocalExecutor
+    from bench.executor import EXECUTORS
     from bench.jobs.env import Env
     from bench.plan import plan_matrix
-    from bench.report.summary import print_run_summary
+    from bench.report.summary import blocked_lines, failed_lines, print_run_summary
     from bench.storage import Store
     from bench.validate import validate_matrix
 
@@ -138,14 +157,15 @@ def run(
         matrix_path=str(matrix_path),
         matrix_sha256=hashlib.sha256(matrix_path.read_bytes()).hexdigest(),
         matrix=matrix.model_dump(mode="json"),
-        git_commit=git_commit(),
+        git_commit=git_describe(),
         versions=package_versions(),
         device=describe_device(dev),
     )
     n_jobs = len(planned.graph)
     click.echo(f"run {run_id}: matrix {matrix.name!r}, {n_jobs} jobs, store {db}")
     try:
-        summary = LocalExecutor(show_progress=not quiet).run(planned.graph, store, env, run_id, force)
+        executor = EXECUTORS[executor_name](show_progress=not quiet)
+        summary = executor.run(planned.graph, store, env, run_id, force)
     except BenchError as exc:
         store.finish_run(run_id, "failed", str(exc))
         raise
@@ -155,9 +175,20 @@ def run(
     except Exception as exc:
         store.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
-    store.finish_run(run_id, "done")
-    click.echo(f"ran {len(summary.ran)} jobs, {len(summary.skipped)} already complete")
+    failed = failed_lines(planned.graph, summary.failed)
+    counts = f"ran {len(summary.ran)} jobs, {len(summary.skipped)} already complete"
+    if failed:
+        counts += f", {len(summary.failed)} failed, {len(summary.blocked)} blocked by them"
+        store.finish_run(run_id, "failed", "\n".join([*failed, counts]))
+    else:
+        store.finish_run(run_id, "done")
+    click.echo(counts)
     print_run_summary(store, run_id)
+    if failed:
+        click.secho("\nfailed jobs (a rerun retries them and the jobs they blocked):", fg="red", err=True)
+        for line in [*failed, *blocked_lines(planned.graph, summary.blocked)]:
+            click.echo(f"  {line}", err=True)
+        click.get_current_context().exit(1)
 
 
 @main.command()

@@ -59,8 +59,9 @@ class ClassifierConfig(Strict):
     #: Where the weights come from when not a local file: a loader registered in ``classifiers``
     #: (e.g. ``robustbench:Carmon2019Unlabeled``, ``torchvision:resnet18``).
     source: str | None = None
-    #: Mean/std applied inside the model: the dataset's statistics by default; a name or explicit values.
-    normalization: Literal["dataset", "imagenet", "none"] | Normalization = "dataset"
+    #: Mean/std applied inside the model: a name or explicit values. Unset, a trained classifier uses the
+    #: dataset's statistics and a ``weights`` one those its file records; a file that records none needs it.
+    normalization: Literal["dataset", "imagenet", "none"] | Normalization | None = None
     #: Training-recipe parameters, validated by the recipe the architecture names.
     train: dict[str, Any] = Field(default_factory=dict)
 
@@ -85,6 +86,8 @@ class DefenseConfig(Strict):
     seed: int = 0
     #: Training examples for the front-end (from the guides' training split); None = all.
     n_train: int | None = Field(None, ge=1)
+    #: Images held out of that split for the front-end's validation (disjoint from its training images).
+    n_val: int = Field(0, ge=0)
 
 
 class ThreatConfig(Strict):
@@ -128,45 +131,40 @@ class _Experiment(Strict):
     attacks: list[str] | None = None
 
 
-class NativeExperiment(_Experiment):
+class _GuidedExperiment(_Experiment):
+    """An experiment that names its guides: one guide set, or several that each train a front-end."""
+
+    guides: list[str] | None = None
+    guide_sets: list[list[str]] | None = None
+
+    @model_validator(mode="after")
+    def _one_guide_field(self) -> _GuidedExperiment:
+        if (self.guides is None) == (self.guide_sets is None):
+            raise ValueError("give either guides (one guide set) or guide_sets (a list of them)")
+        for s in [self.guides] if self.guides is not None else self.guide_sets or []:
+            if not s:
+                raise ValueError("a guide set must name at least one classifier")
+        return self
+
+
+class NativeExperiment(_GuidedExperiment):
     """Front-ends evaluated on the classifiers they were trained with."""
 
     kind: Literal["native"]
-    guides: list[str] | None = None
-    guide_sets: list[list[str]] | None = None
-
-    @model_validator(mode="after")
-    def _sets(self) -> NativeExperiment:
-        _exactly_one_guide_field(self.guides, self.guide_sets)
-        return self
 
 
-class CrossModelExperiment(_Experiment):
+class CrossModelExperiment(_GuidedExperiment):
     """Front-ends trained with guides G, evaluated on other classifiers T of the same dataset."""
 
     kind: Literal["cross-model"]
-    guides: list[str] | None = None
-    guide_sets: list[list[str]] | None = None
     targets: list[str] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _sets(self) -> CrossModelExperiment:
-        _exactly_one_guide_field(self.guides, self.guide_sets)
-        return self
 
-
-class CrossDatasetExperiment(_Experiment):
+class CrossDatasetExperiment(_GuidedExperiment):
     """Front-ends trained with guides of dataset A, applied unchanged before classifiers of dataset B."""
 
     kind: Literal["cross-dataset"]
-    guides: list[str] | None = None
-    guide_sets: list[list[str]] | None = None
     targets: list[str] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _sets(self) -> CrossDatasetExperiment:
-        _exactly_one_guide_field(self.guides, self.guide_sets)
-        return self
 
 
 class EnsembleSizeExperiment(_Experiment):
@@ -179,14 +177,6 @@ class EnsembleSizeExperiment(_Experiment):
     #: Independent draws of the m guides per size.
     draws: int = Field(1, ge=1)
     seed: int = 0
-
-
-def _exactly_one_guide_field(guides: list[str] | None, guide_sets: list[list[str]] | None) -> None:
-    if (guides is None) == (guide_sets is None):
-        raise ValueError("give either guides (one guide set) or guide_sets (a list of them)")
-    for s in [guides] if guides is not None else guide_sets or []:
-        if not s:
-            raise ValueError("a guide set must name at least one classifier")
 
 
 Experiment = Annotated[

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bench.api import (
     ATTACKS,
@@ -22,11 +22,13 @@ from bench.api import (
     ImageData,
     load_classifier_weights,
     load_state_dict_file,
+    saved_normalization,
     sha256_file,
 )
 from bench.config import (
     ClassifierConfig,
     EnsembleSizeExperiment,
+    Experiment,
     MatrixConfig,
     NamedNormalization,
     NativeExperiment,
@@ -36,11 +38,24 @@ from bench.config import (
 from bench.data.corruptions import CORRUPTIONS
 from bench.data.corruptions import IMPLEMENTATION_VERSION as CORRUPTION_VERSION
 from bench.data.splits import eval_shortfall, eval_subset, train_shortfall, train_split
+from bench.errors import ConfigError
 from bench.evaluation.run_attack import PROTOCOL_VERSION
+from bench.jobs.configs import (
+    AttackJobConfig,
+    CellJobConfig,
+    ClassifierFromSource,
+    ClassifierFromWeights,
+    ClassifierJobConfig,
+    CorruptionJobConfig,
+    EvaluatingJobConfig,
+    FrontEndJobConfig,
+    TrainedClassifier,
+)
 from bench.jobs.env import Env
 from bench.jobs.spec import JobGraph, JobSpec
 from bench.jobs.upstream import new_classifier
-from bench.validate import guide_sets
+from bench.uses import ClassifierUse, EvaluationUse, FrontEndUse
+from bench.validate import guide_sets, unstated_normalization
 
 
 @dataclass(frozen=True)
@@ -96,32 +111,40 @@ class Planner:
             return self._classifier_keys[label]
         c = self.m.classifiers[label]
         info = DATASETS.get(c.dataset).info
-        config: dict[str, Any] = {
+        shared: dict[str, object] = {
             "arch": c.arch or c.source,
             "dataset": c.dataset,
             "num_classes": info.num_classes,
             # A zoo model normalizes its own input (see classifiers.adapters).
             "normalization": _normalization(c, info.mean, info.std)
             if c.source is None
-            else {"mean": [0.0] * len(info.mean), "std": [1.0] * len(info.std)},
+            else Normalization(mean=[0.0] * len(info.mean), std=[1.0] * len(info.std)),
             "seed": c.seed,
         }
+        config: ClassifierJobConfig
         notes: list[str] = []
         locations: dict[str, str] = {}
         test = self.env.dataset(c.dataset, "test")
         if c.weights is not None:
             path = resolve_path(c.weights, self.base_dir, self.env.data_root)
+            state = load_state_dict_file(path)
+            if c.normalization is None:
+                recorded = saved_normalization(state)
+                if recorded is None:  # validation refuses this; planning never guesses either
+                    raise ConfigError(unstated_normalization(label, c.dataset))
+                shared["normalization"] = recorded
+            config = ClassifierFromWeights.model_validate({**shared, "weights_sha256": sha256_file(path)})
             # Load once now: a file with wrong shapes or a non-weights pickle stops the run before any work.
-            load_classifier_weights(new_classifier(config), load_state_dict_file(path), str(path))
-            config.update(origin="weights", weights_sha256=sha256_file(path))
+            load_classifier_weights(new_classifier(config), state, str(path))
             locations["weights"] = str(path)
             data = test.identity
         elif c.source is not None:
-            config.update(origin="source", source=c.source)
+            config = ClassifierFromSource.model_validate({**shared, "source": c.source})
             data = test.identity
         else:
             assert c.arch is not None
             spec = CLASSIFIERS.get(c.arch)
+            assert spec.recipe is not None, "validation refuses to train an architecture without a recipe"
             recipe = RECIPES.get(spec.recipe)
             params = recipe.Params.model_validate(c.train)
             train, notes = self._train_data(c.dataset, params.n_train, params.n_val)
@@ -130,19 +153,18 @@ class Planner:
                     f"classifier {label} trained {params.epochs} of {recipe.full_scale_epochs} epochs"
                 )
             notes = [f"classifier {label}: {n}" if not n.startswith("classifier") else n for n in notes]
-            config.update(origin="train", recipe=spec.recipe, train=params.model_dump(mode="json"))
+            config = TrainedClassifier.model_validate({**shared, "recipe": spec.recipe, "train": params})
             data = f"{train.identity}+{test.identity}"
         job = self.graph.add(
             JobSpec(
-                "train-classifier",
-                f"classifier {label} ({config['arch']}, {c.dataset}, seed {c.seed})",
+                f"classifier {label} ({config.arch}, {c.dataset}, seed {c.seed})",
                 config,
                 (),
                 data,
                 tuple(notes),
                 locations,
             ),
-            {"classifier": label},
+            ClassifierUse(classifier=label),
         )
         self._classifier_keys[label] = job.key
         return job.key
@@ -154,15 +176,10 @@ class Planner:
         params = cls.Params.model_validate(d.params)
         first = self.m.classifiers[guides[0]]
         info = DATASETS.get(first.dataset).info
-        config: dict[str, Any] = {
-            "kind": d.kind,
-            "params": params.model_dump(mode="json"),
-            "input_shape": list(info.input_shape),
-            "seed": d.seed,
-        }
         deps: tuple[str, ...] = ()
         notes: list[str] = []
         data = ""
+        dataset, n_train, n_val = None, None, None
         if cls.trainable:
             keys = [self.classifier(g) for g in guides]
             order = sorted(range(len(keys)), key=lambda i: keys[i])
@@ -170,148 +187,156 @@ class Planner:
             for k in deps:
                 notes.extend(self.graph[k].scale_notes)
         if cls.needs_data:
-            train, data_notes = self._train_data(first.dataset, d.n_train, 0)
-            config.update(dataset=first.dataset, n_train=len(train))
+            train, data_notes = self._train_data(first.dataset, d.n_train, d.n_val)
+            dataset, n_train, n_val = first.dataset, len(train), d.n_val or None
             data = train.identity
             notes.extend(f"front-end {label}: {n}" for n in data_notes)
             full = cls().epochs_at_full_scale(params)
             epochs = getattr(params, "epochs", None)
             if full is not None and epochs is not None and epochs < full:
                 notes.append(f"front-end {label} trained {epochs} of {full} epochs")
+        config = FrontEndJobConfig(
+            kind=d.kind,
+            params=params,
+            input_shape=info.input_shape,
+            seed=d.seed,
+            dataset=dataset,
+            n_train=n_train,
+            n_val=n_val,
+        )
         guide_part = f" guides {'+'.join(guides)}" if cls.trainable else ""
         return self.graph.add(
-            JobSpec(
-                "train-defense",
-                f"front-end {label} ({d.kind}){guide_part}",
-                config,
-                deps,
-                data,
-                _dedupe(notes),
-            ),
-            {"defense": label, "guides": guides if cls.trainable else []},
+            JobSpec(f"front-end {label} ({d.kind}){guide_part}", config, deps, data, _dedupe(notes)),
+            FrontEndUse(defense=label, guides=guides if cls.trainable else []),
         )
 
     # -- evaluation -------------------------------------------------------------------------------------
-    def _evaluation(self, evald: ImageData) -> dict[str, Any]:
+    def _evaluation(self, evald: ImageData) -> EvaluatingJobConfig:
         """The evaluation settings every evaluating job (attack, cell, corruption) is keyed by."""
         ev = self.m.evaluation
-        return {
-            "protocol": PROTOCOL_VERSION,
-            "n_eval": len(evald),
-            "eval_seed": ev.seed,
-            "batch_size": ev.batch_size,
-            "eot_samples": ev.eot_samples,
-            "vote_draws": ev.vote_draws,
-        }
+        return EvaluatingJobConfig(
+            protocol=PROTOCOL_VERSION,
+            n_eval=len(evald),
+            eval_seed=ev.seed,
+            batch_size=ev.batch_size,
+            eot_samples=ev.eot_samples,
+            vote_draws=ev.vote_draws,
+        )
 
-    def evaluate(
-        self, exp_index: int, exp: Any, defense: str, guides: list[str], target: str, extra: dict[str, Any]
-    ) -> None:
+    def evaluate(self, exp_index: int, exp: Experiment, front_end: FrontEndPlan, target: str) -> None:
+        defense, guides = front_end.defense, front_end.guides
         fe = self.frontend(defense, guides)
         tkey = self.classifier(target)
         tcfg = self.m.classifiers[target]
         evald, eval_notes = self._eval_data(tcfg.dataset)
+        evaluation = self._evaluation(evald).model_dump()
         ev = self.m.evaluation
         trainable = DEFENSES.get(self.m.defenses[defense].kind).trainable
         relation = _relation(trainable, target, guides, tcfg.dataset, self.m.classifiers[guides[0]].dataset)
         upstream = _dedupe([*fe.scale_notes, *self.graph[tkey].scale_notes, *eval_notes])
-        base_use = {
-            "experiment": exp_index,
-            "kind": exp.kind,
-            "relation": relation,
-            "defense": defense,
-            "defense_kind": self.m.defenses[defense].kind,
-            "guides": guides if trainable else [],
-            "target": target,
-            "arch": tcfg.arch or tcfg.source,
-            "dataset": tcfg.dataset,
-            "train_dataset": self.m.classifiers[guides[0]].dataset,
-            **extra,
-        }
+        arch = tcfg.arch or tcfg.source
+        assert arch is not None  # the classifier's schema demands one of them
+
+        def use(
+            threat: str, norm: str, eps: float, attack: str, attacks: list[str] | None = None
+        ) -> EvaluationUse:
+            return EvaluationUse(
+                experiment=exp_index,
+                kind=exp.kind,
+                relation=relation,
+                defense=defense,
+                defense_kind=self.m.defenses[defense].kind,
+                guides=guides if trainable else [],
+                target=target,
+                arch=arch,
+                dataset=tcfg.dataset,
+                train_dataset=self.m.classifiers[guides[0]].dataset,
+                m=front_end.m,
+                draw=front_end.draw,
+                threat=threat,
+                norm=norm,
+                eps=eps,
+                attack=attack,
+                attacks=attacks,
+            )
+
         if self.m.corruptions is not None:
-            self.corruptions(fe, tkey, evald, base_use, upstream)
+            self.corruptions(fe, tkey, evald, use, upstream)
         for tname in exp.threats or list(self.m.threats):
             threat = self.m.threats[tname]
             for eps in threat.epsilons:
                 attack_keys = []
-                use = {**base_use, "threat": tname, "norm": threat.norm, "eps": eps}
+                budget_notes: list[str] = []
                 for aname in exp.attacks or list(self.m.attacks):
                     a = self.m.attacks[aname]
                     attack_cls = ATTACKS.get(a.kind)
                     params = attack_cls.Params.model_validate(a.params)
-                    config = {
-                        "attack": a.kind,
-                        "revision": attack_cls.revision,
-                        "params": params.model_dump(mode="json"),
-                        "bpda": a.bpda,
-                        "norm": threat.norm,
-                        "eps": eps,
-                        **self._evaluation(evald),
-                    }
+                    config = AttackJobConfig(
+                        attack=a.kind,
+                        revision=attack_cls.revision,
+                        params=params,
+                        bpda=a.bpda,
+                        norm=threat.norm,
+                        eps=eps,
+                        **evaluation,
+                    )
+                    budget = attack_cls(params).budget_note()
+                    notes = [f"attack {a.kind}: {budget}"] if budget is not None else []
+                    budget_notes.extend(notes)
                     job = self.graph.add(
                         JobSpec(
-                            "attack",
                             f"{aname} {threat.norm} eps={eps:g}: {defense} -> {target}",
                             config,
                             (fe.key, tkey),
                             evald.identity,
-                            upstream,
+                            _dedupe([*upstream, *notes]),
                         ),
-                        {**use, "attack": aname},
+                        use(tname, threat.norm, eps, aname),
                     )
                     attack_keys.append(job.key)
                     self._evaluations.append(job.key)
-                cell_config = {
-                    "norm": threat.norm,
-                    "eps": eps,
-                    "checks": ev.checks,
-                    "n_checks": ev.n_checks,
-                    **self._evaluation(evald),
-                }
+                cell_config = CellJobConfig(
+                    norm=threat.norm, eps=eps, checks=ev.checks, n_checks=ev.n_checks, **evaluation
+                )
                 cell = self.graph.add(
                     JobSpec(
-                        "cell",
                         f"cell {threat.norm} eps={eps:g}: {defense} -> {target}",
                         cell_config,
                         (fe.key, tkey, *attack_keys),
                         evald.identity,
-                        upstream,
+                        _dedupe([*upstream, *budget_notes]),
                     ),
-                    {**use, "attack": "worst-case", "attacks": list(exp.attacks or self.m.attacks)},
+                    use(tname, threat.norm, eps, "worst-case", list(exp.attacks or self.m.attacks)),
                 )
                 self._evaluations.append(cell.key)
 
     def corruptions(
-        self, fe: JobSpec, tkey: str, evald: ImageData, use: dict[str, Any], notes: tuple[str, ...]
+        self,
+        fe: JobSpec,
+        tkey: str,
+        evald: ImageData,
+        use: Callable[[str, str, float, str], EvaluationUse],
+        notes: tuple[str, ...],
     ) -> None:
         c = self.m.corruptions
         assert c is not None
+        evaluation = self._evaluation(evald).model_dump()
         names = list(CORRUPTIONS) if c.names == "all" else c.names
         for name in names:
             for severity in c.severities:
-                config = {
-                    "corruption": name,
-                    "severity": severity,
-                    "seed": c.seed,
-                    "version": CORRUPTION_VERSION,
-                    **self._evaluation(evald),
-                }
+                config = CorruptionJobConfig(
+                    corruption=name, severity=severity, seed=c.seed, version=CORRUPTION_VERSION, **evaluation
+                )
+                where = use("corruption", "corruption", float(severity), name)
                 job = self.graph.add(
                     JobSpec(
-                        "corruption",
-                        f"{name} s{severity}: {use['defense']} -> {use['target']}",
+                        f"{name} s{severity}: {where.defense} -> {where.target}",
                         config,
                         (fe.key, tkey),
                         evald.identity,
                         notes,
                     ),
-                    {
-                        **use,
-                        "threat": "corruption",
-                        "norm": "corruption",
-                        "eps": float(severity),
-                        "attack": name,
-                    },
+                    where,
                 )
                 self._evaluations.append(job.key)
 
@@ -320,23 +345,34 @@ class Planner:
             self.classifier(label)
         for i, exp in enumerate(self.m.experiments):
             for defense in exp.defenses:
-                for guides, targets, extra in _pairs(exp):
-                    for target in targets:
-                        self.evaluate(i, exp, defense, guides, target, extra)
+                for front_end in _front_ends(exp, defense):
+                    for target in front_end.targets:
+                        self.evaluate(i, exp, front_end, target)
         return Planned(self.graph, tuple(dict.fromkeys(self._evaluations)))
 
 
-def _pairs(exp: Any) -> list[tuple[list[str], list[str], dict[str, Any]]]:
-    """(guide set, targets, extra labels) for each front-end an experiment trains."""
+@dataclass(frozen=True)
+class FrontEndPlan:
+    """One front-end an experiment trains and the targets it is evaluated on."""
+
+    defense: str
+    guides: list[str]
+    targets: list[str]
+    #: Ensemble size and draw, for ensemble-size experiments only.
+    m: int | None = None
+    draw: int | None = None
+
+
+def _front_ends(exp: Experiment, defense: str) -> list[FrontEndPlan]:
     if isinstance(exp, NativeExperiment):
-        return [(s, list(dict.fromkeys(s)), {}) for s in guide_sets(exp)]
+        return [FrontEndPlan(defense, s, list(dict.fromkeys(s))) for s in guide_sets(exp)]
     if isinstance(exp, EnsembleSizeExperiment):
         return [
-            (guides, list(exp.targets), {"m": m, "draw": draw})
+            FrontEndPlan(defense, guides, list(exp.targets), m, draw)
             for m in exp.sizes
             for draw, guides in enumerate(_distinct_draws(list(exp.pool), m, exp.draws, exp.seed))
         ]
-    return [(s, list(exp.targets), {}) for s in guide_sets(exp)]
+    return [FrontEndPlan(defense, s, list(exp.targets)) for s in guide_sets(exp)]
 
 
 def _distinct_draws(pool: list[str], m: int, draws: int, seed: int) -> list[list[str]]:
@@ -369,16 +405,15 @@ def _relation(trainable: bool, target: str, guides: list[str], target_ds: str, g
 
 def _normalization(
     c: ClassifierConfig, mean: tuple[float, ...], std: tuple[float, ...]
-) -> dict[str, list[float]]:
+) -> Normalization:
     norm = c.normalization
     if isinstance(norm, Normalization):
-        return {"mean": list(norm.mean), "std": list(norm.std)}
-    if norm == "dataset":
-        return {"mean": list(mean), "std": list(std)}
+        return norm
+    if norm == "dataset" or norm is None:
+        return Normalization(mean=list(mean), std=list(std))
     if norm == "none":
-        return {"mean": [0.0] * len(mean), "std": [1.0] * len(std)}
-    named = NamedNormalization[norm]
-    return {"mean": list(named.mean), "std": list(named.std)}
+        return Normalization(mean=[0.0] * len(mean), std=[1.0] * len(std))
+    return NamedNormalization[norm]
 
 
 def _dedupe(notes: list[str]) -> tuple[str, ...]:

@@ -21,7 +21,9 @@ from bench.api import (
     SOURCES,
     check_external,
     load_plugins,
+    load_state_dict_file,
     max_radius,
+    saved_normalization,
 )
 from bench.attacks.pgd import FGSMParams, PGDParams
 from bench.config import (
@@ -29,13 +31,14 @@ from bench.config import (
     CrossDatasetExperiment,
     CrossModelExperiment,
     EnsembleSizeExperiment,
+    Experiment,
     MatrixConfig,
     NativeExperiment,
     format_validation_error,
     resolve_path,
 )
 from bench.data.corruptions import CORRUPTIONS, SEVERITIES, SUPPORTED_SHAPES
-from bench.errors import BenchError, ConfigError, UnknownNameError
+from bench.errors import BenchError, ConfigError, UnknownNameError, WeightsError
 
 
 class Problems:
@@ -134,6 +137,7 @@ def _check_classifier(
     ok_arch = p.name(f"{path}.arch", "classifier", c.arch, CLASSIFIERS.names())
     if not (ok_arch and ok_data):
         return None
+    label = path.removeprefix("classifiers.")
     spec = CLASSIFIERS.get(c.arch)
     info = DATASETS.get(c.dataset).info
     problem = spec.compatibility_error(c.dataset, info.input_shape, info.num_classes)
@@ -147,15 +151,38 @@ def _check_classifier(
                 f"weights file {str(where)!r} does not exist (relative paths are from the "
                 "matrix file's folder; {data_dir} expands to the data root)",
             )
+        elif c.normalization is None:
+            try:
+                if saved_normalization(load_state_dict_file(where)) is None:
+                    p.add(f"{path}.normalization", unstated_normalization(label, c.dataset))
+            except WeightsError as exc:
+                p.add(f"{path}.weights", str(exc))
         if c.train:
             p.add(f"{path}.train", "a classifier loaded from weights is not trained: remove 'train'")
-    elif c.source is None and p.name(f"{path}.arch", "training recipe", spec.recipe, RECIPES.names()):
+    elif spec.recipe is None:
+        p.add(
+            path,
+            f"classifier {label!r} cannot be trained: architecture {c.arch!r} has no training recipe (it is "
+            "only loaded from weights); give weights: FILE",
+        )
+    elif p.name(f"{path}.arch", "training recipe", spec.recipe, RECIPES.names()):
         p.params(f"{path}.train", RECIPES.get(spec.recipe).Params, c.train)
     return info.input_shape
 
 
+def unstated_normalization(label: str, dataset: str) -> str:
+    """Why a classifier whose weights record no normalization needs one stated, and the ways to state it."""
+    return (
+        f"classifier {label!r} is loaded from weights that do not record the normalization they were "
+        f"trained with, and a wrong one ({dataset}'s mean/std before a network trained on raw [0,1] pixels, "
+        "say) only shows as a weaker model; state the one it was trained with: normalization: {mean: [...], "
+        f"std: [...]}}, normalization: dataset ({dataset}'s statistics), normalization: imagenet, or "
+        "normalization: none (raw [0,1] pixels)"
+    )
+
+
 def _check_experiment(
-    p: Problems, path: str, exp: Any, matrix: MatrixConfig, shapes: dict[str, tuple[int, int, int]]
+    p: Problems, path: str, exp: Experiment, matrix: MatrixConfig, shapes: dict[str, tuple[int, int, int]]
 ) -> None:
     def names(field: str, kind: str, values: Iterable[str], valid: Iterable[str]) -> None:
         valid = list(valid)
@@ -233,14 +260,18 @@ def _check_experiment(
     _check_threat_attack_pairs(p, path, exp, matrix, [shapes[t] for t in _evaluated(exp) if t in shapes])
 
 
-def _evaluated(exp: Any) -> list[str]:
+def _evaluated(exp: Experiment) -> list[str]:
     if isinstance(exp, NativeExperiment):
         return sorted({c for s in guide_sets(exp) for c in s})
     return list(exp.targets)
 
 
 def _check_threat_attack_pairs(
-    p: Problems, path: str, exp: Any, matrix: MatrixConfig, target_shapes: list[tuple[int, int, int]]
+    p: Problems,
+    path: str,
+    exp: Experiment,
+    matrix: MatrixConfig,
+    target_shapes: list[tuple[int, int, int]],
 ) -> None:
     threat_names = [t for t in (exp.threats or matrix.threats) if t in matrix.threats]
     attack_names = [a for a in (exp.attacks or matrix.attacks) if a in matrix.attacks]
@@ -292,7 +323,7 @@ def _check_reach(p: Problems, matrix: MatrixConfig, attack: str, threat: str, ep
             )
 
 
-def _check_guides_needed(p: Problems, path: str, exp: Any, matrix: MatrixConfig, attack: str) -> None:
+def _check_guides_needed(p: Problems, path: str, exp: Experiment, matrix: MatrixConfig, attack: str) -> None:
     cfg = matrix.attacks[attack]
     cls = ATTACKS.get(cfg.kind)
     try:
@@ -311,7 +342,7 @@ def _check_guides_needed(p: Problems, path: str, exp: Any, matrix: MatrixConfig,
             )
 
 
-def guide_sets(exp: Any) -> list[list[str]]:
+def guide_sets(exp: Experiment) -> list[list[str]]:
     if isinstance(exp, EnsembleSizeExperiment):
         return [list(exp.pool)]
-    return [list(exp.guides)] if exp.guides is not None else [list(s) for s in exp.guide_sets]
+    return [list(exp.guides)] if exp.guides is not None else [list(s) for s in exp.guide_sets or []]

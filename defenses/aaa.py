@@ -13,7 +13,6 @@ parameter.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -28,7 +27,9 @@ from bench.api import (
     FrontEnd,
     ImageData,
     JobContext,
+    Progress,
     Threat,
+    TrainingState,
     random_start,
     register_defense,
     step_direction,
@@ -106,6 +107,7 @@ class AAA(Defense):
         frontend: FrontEnd,
         guides: Sequence[nn.Module],
         train: ImageData,
+        val: ImageData | None,
         params: Any,
         ctx: JobContext,
     ) -> dict[str, float]:
@@ -117,21 +119,25 @@ class AAA(Defense):
         images, labels = train.images.to(device), train.labels.to(device)
         n = len(train)
         steps_per_epoch = math.ceil(n / params.batch_size)
-        start = time.perf_counter()
-        self._warm_up(frontend, opt, images, params, steps_per_epoch, gen, ctx)
-        bar = ctx.progress(params.epochs * steps_per_epoch, "train aaa", unit="step")
-        ramp_steps = max(1.0, params.eps_ramp_epochs * steps_per_epoch)
         totals = torch.zeros(3, device=device)  # ce, mse, adversarial accuracy of the last epoch
-        step = 0
-        for _ in range(params.epochs):
+        # Warm-up epochs come first in the same loop, so a run killed during them resumes there too.
+        state = TrainingState(ctx, {"frontend": frontend, "optimizer": opt}, {"aaa": gen}, {"totals": totals})
+        epochs = params.warmup_epochs + params.epochs
+        bar = ctx.progress(epochs * steps_per_epoch, "train aaa", unit="step")
+        bar.update(state.start * steps_per_epoch)
+        ramp_steps = max(1.0, params.eps_ramp_epochs * steps_per_epoch)
+        for epoch in state.epochs(epochs):
             order = torch.randperm(n, generator=gen, device=device)
+            if epoch < params.warmup_epochs:
+                self._warm_up(frontend, opt, images, order, params, ctx, bar)
+                continue
             totals.zero_()
             for s in range(steps_per_epoch):
                 idx = order[s * params.batch_size : (s + 1) * params.batch_size]
                 x, y = images[idx].float().div_(255.0), labels[idx]
                 guide = guides[int(torch.randint(len(guides), (1,), generator=gen, device=device))]
+                step = (epoch - params.warmup_epochs) * steps_per_epoch + s
                 eps = params.eps * min(1.0, (step + 1) / ramp_steps)
-                step += 1
                 threat = Threat(params.norm, eps)
                 x_adv = _pgd(
                     frontend, guide, x, y, threat, params.attack_rel_step * eps, params.attack_steps, gen
@@ -150,35 +156,63 @@ class AAA(Defense):
         bar.close()
         frontend.eval()
         last = (totals / steps_per_epoch).tolist()
-        return {
-            "train_wall_s": time.perf_counter() - start,
+        metrics = {
+            "train_wall_s": state.elapsed_s(),
             "final_epoch_ce": last[0],
             "final_epoch_mse": last[1],
             "final_epoch_train_adv_accuracy": last[2],
         }
+        if val is not None:
+            metrics.update(validate(frontend, guides, val, params, ctx))
+        return metrics
 
     @staticmethod
     def _warm_up(
         frontend: FrontEnd,
         opt: torch.optim.Optimizer,
         images: torch.Tensor,
+        order: torch.Tensor,
         params: Any,
-        steps_per_epoch: int,
-        gen: torch.Generator,
         ctx: JobContext,
+        bar: Progress,
     ) -> None:
-        bar = ctx.progress(params.warmup_epochs * steps_per_epoch, "warm up aaa", unit="step")
-        for _ in range(params.warmup_epochs):
-            order = torch.randperm(images.shape[0], generator=gen, device=images.device)
-            for s in range(steps_per_epoch):
-                x = images[order[s * params.batch_size : (s + 1) * params.batch_size]].float().div_(255.0)
-                with ctx.autocast():
-                    loss = F.mse_loss(frontend(x).float(), x)
-                opt.zero_grad(set_to_none=True)
-                torch.autograd.backward(loss)
-                opt.step()
-                bar.update(1)
-        bar.close()
+        """One epoch of plain reconstruction."""
+        for s in range(0, images.shape[0], params.batch_size):
+            x = images[order[s : s + params.batch_size]].float().div_(255.0)
+            with ctx.autocast():
+                loss = F.mse_loss(frontend(x).float(), x)
+            opt.zero_grad(set_to_none=True)
+            torch.autograd.backward(loss)
+            opt.step()
+            bar.update(1)
+
+
+def validate(
+    frontend: FrontEnd, guides: Sequence[nn.Module], val: ImageData, params: Any, ctx: JobContext
+) -> dict[str, float]:
+    """Held-out accuracy through every guide, clean and under the training attack at the full radius, and
+    reconstruction error: what a stopping rule or a plateau schedule watches. Draws come from a generator of
+    their own, so validating never shifts training's random streams."""
+    gen = ctx.generator(salt=0xAB, device=ctx.device)
+    threat, alpha = Threat(params.norm, params.eps), params.attack_rel_step * params.eps
+    clean = adv = 0
+    mse = 0.0
+    for x, y in val.batches(params.batch_size, ctx.device):
+        with torch.no_grad():
+            recon = frontend(x)
+            mse += float(F.mse_loss(recon, x, reduction="sum"))
+        for guide in guides:
+            with torch.no_grad():
+                clean += int((guide(recon).argmax(1) == y).sum())
+            x_adv = _pgd(frontend, guide, x, y, threat, alpha, params.attack_steps, gen)
+            with torch.no_grad():
+                adv += int((guide(frontend(x_adv)).argmax(1) == y).sum())
+    judged = len(val) * len(guides)
+    return {
+        "val_clean_accuracy": clean / judged,
+        "val_adv_accuracy": adv / judged,
+        "val_mse": mse / val.images.numel(),
+    }
 
 
 def _pgd(

@@ -35,7 +35,9 @@ from bench.api import (
     ImageData,
     JobContext,
     Pipeline,
+    Stateful,
     Threat,
+    TrainingState,
     register_defense,
 )
 from defenses.aaa import ConvAutoencoder
@@ -71,12 +73,15 @@ class StaticDenoiser(Defense):
         frontend: FrontEnd,
         guides: Sequence[nn.Module],
         train: ImageData,
+        val: ImageData | None,
         params: Any,
         ctx: JobContext,
     ) -> dict[str, float]:
         ctx.seed_everything()
         device = ctx.device
         start = time.perf_counter()
+        # A resumed run makes the examples again rather than reading them from every epoch's checkpoint: they
+        # follow from the seed, and at full scale they are larger than the denoiser and its optimizer.
         clean = train.float_images(device)
         adv, fooled = static_examples(guides, clean, train.labels.to(device), params, ctx)
         attack_s = time.perf_counter() - start
@@ -85,9 +90,12 @@ class StaticDenoiser(Defense):
         gen = ctx.generator(salt=0x5D, device=device)
         n = len(train)
         steps_per_epoch = math.ceil(n / params.batch_size)
-        bar = ctx.progress(params.epochs * steps_per_epoch, "train static-denoiser", unit="step")
         epoch_mse = torch.zeros((), device=device)
-        for _ in range(params.epochs):
+        parts: dict[str, Stateful | None] = {"frontend": frontend, "optimizer": opt}
+        state = TrainingState(ctx, parts, {"shuffle": gen}, {"mse": epoch_mse})
+        bar = ctx.progress(params.epochs * steps_per_epoch, "train static-denoiser", unit="step")
+        bar.update(state.start * steps_per_epoch)
+        for _ in state.epochs(params.epochs):
             order = torch.randperm(n, generator=gen, device=device)
             epoch_mse.zero_()
             for s in range(steps_per_epoch):
@@ -102,7 +110,7 @@ class StaticDenoiser(Defense):
         bar.close()
         frontend.eval()
         return {
-            "train_wall_s": time.perf_counter() - start,
+            "train_wall_s": attack_s + state.elapsed_s(),
             "static_attack_wall_s": attack_s,
             "static_attack_success": fooled,
             "final_epoch_mse": float(epoch_mse) / steps_per_epoch,

@@ -7,6 +7,7 @@ first); when unset, the verified offline copies in ``../shared/data`` are used i
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,17 @@ def data_root() -> Path:
         return Path(env)
     shared = REPO.parent / "shared" / "data"
     return shared if shared.is_dir() else REPO / "data"
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for a module of tiny models, which gain nothing from threads: on a shared 2-core
+    machine a descheduled OpenMP worker makes every op wait (such files ran 7-10x slower). A module opts in
+    with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

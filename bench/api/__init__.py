@@ -7,6 +7,7 @@ is imported through its ``frontline.*`` entry point, so a third-party package is
 """
 
 from bench.api.attack import ATTACKS, Attack, AttackParams, register_attack
+from bench.api.checkpoints import Checkpoint, Checkpoints
 from bench.api.checks import (
     ATTACK_CHECKS,
     BASIC_CHECKS,
@@ -35,6 +36,8 @@ from bench.api.losses import LOSSES, cross_entropy, dlr, margin
 from bench.api.pipeline import NO_MAJORITY, LossFn, Pipeline
 from bench.api.recipe import RECIPES, Recipe, RecipeParams, register_recipe
 from bench.api.registry import Entry, Registry, load_plugins
+from bench.api.resume import Stateful, TrainingState
+from bench.api.smoothing import NOISE_SPACES, GaussianSmoothing, NoiseSpace
 from bench.api.sources import (
     SOURCE_CHECKS,
     SOURCES,
@@ -52,6 +55,7 @@ from bench.api.weights import (
     load_into,
     load_state_dict_file,
     refusal_reason,
+    saved_normalization,
     sha256_file,
 )
 from bench.errors import BenchError, ConfigError, EvaluationError, UnknownNameError, WeightsError
@@ -65,6 +69,7 @@ __all__ = [
     "DATASETS",
     "DEFENSES",
     "LOSSES",
+    "NOISE_SPACES",
     "NORMS",
     "NO_MAJORITY",
     "RECIPES",
@@ -78,6 +83,8 @@ __all__ = [
     "CellEvidence",
     "Check",
     "CheckResult",
+    "Checkpoint",
+    "Checkpoints",
     "Classifier",
     "ConfigError",
     "DatasetInfo",
@@ -87,11 +94,13 @@ __all__ = [
     "Entry",
     "EvaluationError",
     "FrontEnd",
+    "GaussianSmoothing",
     "Identity",
     "ImageData",
     "JobContext",
     "LoadOptions",
     "LossFn",
+    "NoiseSpace",
     "NonDifferentiable",
     "Norm",
     "Pipeline",
@@ -101,7 +110,9 @@ __all__ = [
     "Registry",
     "SourceCheck",
     "SourceLoader",
+    "Stateful",
     "Threat",
+    "TrainingState",
     "UnknownNameError",
     "WeightsError",
     "build_classifier",
@@ -128,6 +139,7 @@ __all__ = [
     "register_dataset",
     "register_defense",
     "register_recipe",
+    "saved_normalization",
     "set_bpda",
     "sha256_file",
     "step_direction",

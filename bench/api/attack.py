@@ -56,6 +56,12 @@ class Attack(ABC):
         """Gradient evaluations per example (the floor of its wall time), or 0 when unknown."""
         return 0
 
+    def budget_note(self) -> str | None:
+        """What these parameters cut from the attack's reference budget (iterations, restarts, queries), or
+        None at full budget: a weaker attack overstates robustness, so the harness reports the run as
+        reduced scale, as it does for fewer training epochs."""
+        return None
+
     @abstractmethod
     def perturb(
         self, pipeline: Pipeline, x: torch.Tensor, y: torch.Tensor, threat: Threat, ctx: JobContext

@@ -3,7 +3,8 @@ inside), and the architecture registry (``@register_classifier``, timm-style).
 
 An architecture declares what it can be used on (input shape, class count, the datasets it was designed for)
 so the matrix validator can reject a mismatched pairing before any work starts, and which training recipe
-fits it. Third-party packages add architectures through the ``frontline.classifiers`` entry-point group.
+fits it, if any: an architecture that is only ever loaded from weights needs none. Third-party packages add
+architectures through the ``frontline.classifiers`` entry-point group.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class ArchSpec:
     factory: Callable[[int], nn.Module]
     input_shape: tuple[int, int, int]
     datasets: tuple[str, ...]
-    recipe: str
+    #: The registered training recipe; None for an architecture only ever loaded from weights.
+    recipe: str | None
     description: str
     num_classes: int | None = None  # None: the class count comes from the dataset
 
@@ -97,14 +99,15 @@ def register_classifier(
     *,
     input_shape: tuple[int, int, int],
     datasets: tuple[str, ...],
-    recipe: str,
+    recipe: str | None = None,
     num_classes: int | None = None,
     description: str | None = None,
 ) -> Callable[[Callable[[int], nn.Module]], Callable[[int], nn.Module]]:
     """Register a factory ``f(num_classes) -> nn.Module`` taking [0,1]-scaled but *unnormalized* inputs.
 
     Normalization is added by :func:`build_classifier`, so the same architecture serves
-    weights trained with different statistics.
+    weights trained with different statistics. Without a ``recipe`` the architecture can only be loaded from
+    weights; a matrix that asks to train it is refused before any work starts.
     """
 
     def decorator(factory: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:

@@ -1,4 +1,4 @@
-"""What a job's code gets from the harness besides its config: device, seeding and progress reporting.
+"""What a job's code gets from the harness besides its config: device, seeding, progress and checkpoints.
 
 Plug-ins (recipes, defenses, attacks) take a :class:`JobContext` instead of reaching for globals, so the
 executor decides where work runs and how progress is shown, and a distributed executor can supply its own.
@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+
+from bench.api.checkpoints import Checkpoints
 
 
 class Progress(Protocol):
@@ -42,6 +44,9 @@ class JobContext:
     mixed_precision: bool | None = None
     #: Channels-last tensors for training; None: on CUDA only, where convolutions run faster that way.
     channels_last: bool | None = None
+    #: The job's checkpoint folder, so a killed run resumes its training (see :mod:`bench.api.resume`); None
+    #: outside the executor.
+    checkpoints: Checkpoints | None = None
 
     @property
     def cuda(self) -> bool:

@@ -43,10 +43,18 @@ class Defense(ABC):
         frontend: FrontEnd,
         guides: Sequence[nn.Module],
         train: ImageData,
+        val: ImageData | None,
         params: Any,
         ctx: JobContext,
     ) -> dict[str, float]:
-        """Train ``frontend`` in place; guides arrive frozen. Returns training metrics for the job record."""
+        """Train ``frontend`` in place; returns training metrics for the job record.
+
+        Guides arrive frozen and shared with other jobs: the harness checks their weights are unchanged
+        afterwards and fails the job if not. ``val`` holds images of the training split disjoint from
+        ``train`` (``n_val`` in the defense's matrix entry; None when 0), for early stopping, a plateau
+        schedule or validation metrics. A long fit checkpoints each epoch through
+        :class:`bench.api.TrainingState`, so a killed run resumes it.
+        """
         return {}
 
     def epochs_at_full_scale(self, params: Any) -> int | None:

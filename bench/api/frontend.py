@@ -1,18 +1,21 @@
 """The front-end contract: what a defense builds and the harness attacks.
 
-A front-end maps images in [0,1] to images in [0,1] of the same shape and is placed before a frozen
-classifier. What a defense *declares* here decides how it is attacked: non-differentiable parts are wrapped in
-:class:`NonDifferentiable` so the harness can switch on BPDA, and ``randomized`` front-ends get EOT and a
-private generator, so attack code that reseeds the global RNG cannot steer the defense's randomness.
+A front-end maps images in [0,1] to images of the same shape, in [0,1] unless it declares a wider
+``output_range``, and is placed before a frozen classifier. What a defense *declares* here decides how it is
+attacked: non-differentiable parts are wrapped in :class:`NonDifferentiable` so the harness can switch on
+BPDA, and ``randomized`` front-ends get EOT and a private generator, so attack code that reseeds the global
+RNG cannot steer the defense's randomness.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from bench.api.smoothing import GaussianSmoothing
 
 
 class FrontEnd(nn.Module):
@@ -21,6 +24,14 @@ class FrontEnd(nn.Module):
     #: True when the output depends on random draws; attacks then average gradients (EOT) and judge
     #: success by majority over fresh draws.
     randomized: ClassVar[bool] = False
+    #: The interval every output pixel is promised to lie in, whatever the input in [0,1]; the contract tests
+    #: hold each registered defense to it. A front-end whose output feeds the classifier outside the image
+    #: box (a denoiser whose output is not clamped, say) declares its wider range here.
+    output_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    #: Gaussian noise the pipeline is certified under (randomized smoothing), or None. The noise is not drawn
+    #: in ``forward``: the certification engine adds it to the input from its own seeded generator, so this
+    #: may be set per instance (a defense whose σ is a parameter) and ``forward`` stays deterministic.
+    smoothing: GaussianSmoothing | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -42,6 +53,21 @@ class FrontEnd(nn.Module):
             self._generators[device] = gen
         return gen
 
+    def random_state(self) -> dict[str, Any]:
+        """Where the private streams stand, for a training checkpoint (they are no part of ``state_dict``)."""
+        generators = {str(device): g.get_state() for device, g in self._generators.items()}
+        return {"seed": self._seed, "generators": generators}
+
+    def load_random_state(self, state: dict[str, Any]) -> None:
+        """Continue the private streams from :meth:`random_state`, as a resumed training run must."""
+        self._seed = int(state["seed"])
+        self._generators = {}
+        for name, position in state["generators"].items():
+            device = torch.device(name)
+            gen = torch.Generator(device=device)
+            gen.set_state(position)
+            self._generators[device] = gen
+
 
 class Identity(FrontEnd):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,10 +77,10 @@ class Identity(FrontEnd):
 class NonDifferentiable(nn.Module):
     """Wraps a function whose gradient is useless (zero, undefined or shattered).
 
-    With ``straight_through`` on (BPDA, Athalye et al. 2018) the forward value is ``fn(x)`` exactly while the
-    gradient is that of ``approx`` (identity by default): ``approx(x) + (fn(x) - approx(x)).detach()``.
-    With it
-    off, autograd sees ``fn`` as written, which is what a naive attacker would use.
+    With ``straight_through`` on (BPDA, Athalye et al. 2018) the forward value is ``fn(x)`` (up to float
+    rounding) while the gradient is that of ``approx`` (identity by default):
+    ``approx(x) + (fn(x) - approx(x)).detach()``. With it off, autograd sees ``fn`` as written, which is what
+    a naive attacker would use.
     """
 
     def __init__(

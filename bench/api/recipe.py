@@ -10,7 +10,6 @@ there, so the loader never dominates a step. CUDA runs use bf16 autocast and cha
 from __future__ import annotations
 
 import math
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -23,6 +22,7 @@ from torch import nn
 from bench.api.context import JobContext
 from bench.api.data import ImageData
 from bench.api.registry import Registry
+from bench.api.resume import Stateful, TrainingState
 
 
 class RecipeParams(BaseModel):
@@ -53,7 +53,8 @@ class Recipe(ABC):
         return x
 
     def fit(self, model: nn.Module, train: ImageData, params: Any, ctx: JobContext) -> dict[str, float]:
-        """Train in place; returns throughput and the last epoch's loss for the job's card."""
+        """Train in place, resuming from the job's last checkpoint; returns throughput and the last epoch's
+        loss for the job's card."""
         ctx.seed_everything()
         device = ctx.device
         model.to(device)
@@ -66,10 +67,13 @@ class Recipe(ABC):
         steps_per_epoch = math.ceil(n / params.batch_size)
         opt, sched = self.make_optimizer(model, params, steps_per_epoch)
         gen = ctx.generator(salt=0x7A, device=device)
+        loss_sum = torch.zeros((), device=device)
+        parts: dict[str, Stateful | None] = {"model": model, "optimizer": opt, "scheduler": sched}
+        state = TrainingState(ctx, parts, {"shuffle": gen}, {"loss_sum": loss_sum})
         bar = ctx.progress(params.epochs * steps_per_epoch, "train classifier", unit="step")
+        bar.update(state.start * steps_per_epoch)
         model.train()
-        start, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=device)
-        for _ in range(params.epochs):
+        for _ in state.epochs(params.epochs):
             order = torch.randperm(n, generator=gen, device=device)
             loss_sum.zero_()
             for s in range(steps_per_epoch):
@@ -85,16 +89,16 @@ class Recipe(ABC):
                 if sched is not None:
                     sched.step()
                 loss_sum += loss.detach()
-                seen += idx.numel()
                 bar.update(1)
         if ctx.cuda:
             torch.cuda.synchronize(device)  # queued kernels belong to the training time
-        wall = time.perf_counter() - start
+        wall = state.elapsed_s()
         bar.close()
         model.eval()
         return {
             "train_wall_s": wall,
-            "train_images_per_s": seen / wall if wall > 0 else math.inf,
+            # Every epoch sees each training image once, in batches that cover the permutation.
+            "train_images_per_s": params.epochs * n / wall if wall > 0 else math.inf,
             "final_epoch_loss": float(loss_sum) / steps_per_epoch,
         }
 

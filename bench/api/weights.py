@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
 import safetensors.torch
 import torch
 from safetensors import SafetensorError
@@ -31,6 +32,8 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".th", ".bin")
 WRAPPER_KEYS = ("state_dict", "model", "net")
 #: Prefixes training wrappers add to every key: DataParallel/DDP, Lightning-style modules, torch.compile.
 PREFIXES = ("module.", "model.", "net.", "_orig_mod.")
+#: The normalization buffers a harness classifier artifact holds beside its network's ``net.*`` weights.
+STATS = ("mean", "std")
 #: How many offending keys an error message lists before summarizing the rest as a count.
 SHOWN = 5
 
@@ -150,9 +153,9 @@ def load_classifier_weights(model: nn.Module, state: Mapping[str, torch.Tensor],
     would only show as a mysteriously weaker model.
     """
     net = model.get_submodule("net")
-    own = {k: v for k, v in state.items() if k not in ("mean", "std")}
+    own = {k: v for k, v in state.items() if k not in STATS}
     if len(own) < len(state) and own and all(k.startswith("net.") for k in own):
-        for name in ("mean", "std"):
+        for name in STATS:
             if name not in state:
                 continue
             saved, wanted = state[name].flatten(), model.get_buffer(name).flatten()
@@ -163,6 +166,18 @@ def load_classifier_weights(model: nn.Module, state: Mapping[str, torch.Tensor],
                 )
         state = {k[len("net.") :]: v for k, v in own.items()}
     load_into(net, state, source)
+
+
+def saved_normalization(state: Mapping[str, torch.Tensor]) -> dict[str, list[float]] | None:
+    """The mean/std a harness classifier artifact records, or None for a plain network checkpoint.
+
+    Values are the shortest decimals that round to the stored float32s, so a matrix that states the same
+    numbers (0.1307, not 0.13070000708) plans the same job as one that leaves them to the file.
+    """
+    own = [k for k in state if k not in STATS]
+    if not (all(s in state for s in STATS) and own and all(k.startswith("net.") for k in own)):
+        return None
+    return {name: [float(str(np.float32(v))) for v in state[name].flatten().tolist()] for name in STATS}
 
 
 def _few(items: list[str]) -> str:

@@ -40,6 +40,13 @@ from pydantic import Field
 from bench.api import Attack, AttackParams, JobContext, Norm, Pipeline, Threat, register_attack
 from bench.errors import ConfigError
 
+#: The published budgets, pyautoattack's own: ``AutoAttack.__init__`` builds APGD and FAB with n_iter=100 and
+#: Square with n_queries=5000, ``_set_version`` keeps them for every version and gives ``rand`` eot_iter=20.
+#: Restarts are always the version's (no parameter here changes them).
+REFERENCE_N_ITER = 100
+REFERENCE_N_QUERIES = 5000
+REFERENCE_RAND_EOT = 20
+
 #: pyautoattack's spelling of our norms.
 AA_NORM: dict[Norm, str] = {"linf": "Linf", "l2": "L2", "l1": "L1"}
 
@@ -153,9 +160,9 @@ class AutoAttackParams(AttackParams):
     #: Passed to pyautoattack, which reseeds every sub-attack with it; explicit so it is recorded.
     seed: int = 0
     #: APGD and FAB iterations; 100 is the published protocol, fewer is a reduced-scale run.
-    n_iter: int = Field(100, ge=1)
+    n_iter: int = Field(REFERENCE_N_ITER, ge=1)
     #: Square's query budget in the standard version (5000 in the published protocol).
-    n_queries: int = Field(5000, ge=1)
+    n_queries: int = Field(REFERENCE_N_QUERIES, ge=1)
     #: EOT draws per APGD gradient; None keeps the version's own (1 for standard, 20 for rand).
     eot_iter: int | None = Field(None, ge=1)
     #: Examples pyautoattack pushes through the pipeline at once.
@@ -199,11 +206,23 @@ class AutoAttack(Attack):
         p = self.params
         if p.eot_iter is not None:
             return p.eot_iter
-        return 20 if p.version == "rand" else 1
+        return REFERENCE_RAND_EOT if p.version == "rand" else 1
 
     def cost_per_example(self, pipeline: Pipeline) -> int:
         """APGD-CE runs first on every example the pipeline gets right: n_iter gradients of eot_iter draws."""
         return self.params.n_iter * self._eot()
+
+    def budget_note(self) -> str | None:
+        p = self.params
+        cut = []
+        if p.n_iter < REFERENCE_N_ITER:
+            cut.append(f"{p.n_iter} of {REFERENCE_N_ITER} APGD/FAB iterations")
+        # Square runs only in the standard version; only the rand version's APGD averages over draws.
+        if p.version == "standard" and p.n_queries < REFERENCE_N_QUERIES:
+            cut.append(f"{p.n_queries} of {REFERENCE_N_QUERIES} Square queries")
+        if p.version == "rand" and self._eot() < REFERENCE_RAND_EOT:
+            cut.append(f"{self._eot()} of {REFERENCE_RAND_EOT} EOT draws per gradient")
+        return ", ".join(cut) or None
 
     def perturb(
         self, pipeline: Pipeline, x: torch.Tensor, y: torch.Tensor, threat: Threat, ctx: JobContext
@@ -247,7 +266,7 @@ class AutoAttack(Attack):
     def _configure(self, aa: Any, pipeline: Pipeline, threat: Threat, n_cls: int) -> None:
         """Apply the exposed knobs to pyautoattack's own sub-attack objects (its code, our settings)."""
         p = self.params
-        if p.n_iter != 100:
+        if p.n_iter != REFERENCE_N_ITER:
             from pyautoattack.autopgd_base import APGDAttack
 
             # APGD derives its step-size checkpoints from n_iter in __init__; take them from a fresh instance

@@ -23,13 +23,17 @@ from pydantic import Field
 
 from bench.api import Attack, AttackParams, JobContext, Norm, Pipeline, Threat, margin, register_attack
 
+#: Adam steps in the protocol of Vaishnavi et al. (``CWL2.source``), the preset's reference budget; its fixed
+#: c=100 makes one binary-search round the reference too.
+REFERENCE_STEPS = 1000
+
 #: Keeps atanh finite at the box edges (Carlini & Wagner's reference code uses the same factor).
 _TANH_SHRINK = 0.999999
 
 
 class CWParams(AttackParams):
     #: Adam steps per binary-search round (1000 in the paper's protocol; fewer for reduced-scale runs).
-    steps: int = Field(1000, ge=1)
+    steps: int = Field(REFERENCE_STEPS, ge=1)
     lr: float = Field(0.01, gt=0.0)
     #: Weight of the misclassification term; fixed unless binary_search_steps > 1, then the starting value.
     c: float = Field(100.0, gt=0.0)
@@ -57,6 +61,10 @@ class CWL2(Attack):
     def cost_per_example(self, pipeline: Pipeline) -> int:
         p = self.params
         return p.steps * p.binary_search_steps * pipeline.eot_samples
+
+    def budget_note(self) -> str | None:
+        steps = self.params.steps
+        return f"{steps} of {REFERENCE_STEPS} Adam steps" if steps < REFERENCE_STEPS else None
 
     def perturb(
         self, pipeline: Pipeline, x: torch.Tensor, y: torch.Tensor, threat: Threat, ctx: JobContext

@@ -14,11 +14,12 @@ import torch
 from pydantic import Field
 
 from bench.api import Attack, AttackParams, JobContext, Norm, Pipeline, Threat, register_attack
-from bench.attacks.autoattack import AA_NORM, captured_pyautoattack, image_side_check
+from bench.attacks.autoattack import AA_NORM, REFERENCE_N_QUERIES, captured_pyautoattack, image_side_check
 
 
 class SquareParams(AttackParams):
-    n_queries: int = Field(5000, ge=1)
+    #: 5000 is the reference budget: pyautoattack's SquareAttack default, and AutoAttack's standard run.
+    n_queries: int = Field(REFERENCE_N_QUERIES, ge=1)
     #: Initial fraction of pixels a square covers; it shrinks on pyautoattack's schedule.
     p_init: float = Field(0.8, gt=0.0, le=1.0)
     n_restarts: int = Field(1, ge=1)
@@ -74,6 +75,10 @@ class Square(Attack):
         self.all_warnings = list(dict.fromkeys(self.all_warnings + self.last_warnings))
         out: torch.Tensor = x_adv.detach().to(x.dtype)
         return threat.project(x, out)
+
+    def budget_note(self) -> str | None:
+        n = self.params.n_queries
+        return f"{n} of {REFERENCE_N_QUERIES} queries" if n < REFERENCE_N_QUERIES else None
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

@@ -50,8 +50,8 @@ def _train_take(data: ImageData, n_train: int | None, n_val: int) -> int:
         wanted = "all the rest" if n_train is None else n_train
         raise ConfigError(
             f"n_val={n_val} (with n_train={wanted}) leaves no training images: the {data.info.name} training "
-            f"split holds {n} images and the validation images come out of it; set n_val below {n} in the "
-            "classifier's train parameters, leaving room for n_train"
+            f"split holds {n} images and the validation images come out of it; set n_val below {n} (in a "
+            "classifier's train parameters or a defense's entry), leaving room for n_train"
         )
     available = n - n_val
     return available if n_train is None else min(n_train, available)

@@ -2,11 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from bench.stats import clopper_pearson
+from bench.uses import EvaluationUse
+
+Metric = Literal["clean_accuracy", "robust_accuracy", "corrupted_accuracy"]
+
+
+class ResultRow(BaseModel):
+    """One number as the store keeps it: a ``results`` row, less the job and run it belongs to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str
+    defense: str
+    defense_kind: str
+    guides: list[str]
+    target: str
+    relation: str
+    norm: str
+    epsilon: float
+    attack: str
+    metric: Metric
+    n: int
+    successes: int
+    value: float
+    ci_low: float
+    ci_high: float
+    wall_s: float
+    n_forward: int
+    n_backward: int
+    #: ``full``, or ``reduced: `` and what was reduced.
+    scale: str
+    #: One '0'/'1' per example, in evaluation order.
+    outcomes: str
+    examples_sha256: str
 
 
 def outcome_string(correct: torch.Tensor) -> str:
@@ -14,40 +48,40 @@ def outcome_string(correct: torch.Tensor) -> str:
 
 
 def accuracy_row(
-    use: dict[str, Any],
+    use: EvaluationUse,
     *,
     attack: str,
-    metric: str,
+    metric: Metric,
     correct: torch.Tensor,
     examples: str,
     wall_s: float,
     n_forward: int,
     n_backward: int,
     scale_notes: tuple[str, ...],
-) -> dict[str, Any]:
+) -> ResultRow:
     n = int(correct.numel())
     k = int(correct.sum())
     low, high = clopper_pearson(k, n)
-    return {
-        "dataset": use["dataset"],
-        "defense": use["defense"],
-        "defense_kind": use["defense_kind"],
-        "guides": list(use["guides"]),
-        "target": use["target"],
-        "relation": use["relation"],
-        "norm": use["norm"],
-        "epsilon": float(use["eps"]),
-        "attack": attack,
-        "metric": metric,
-        "n": n,
-        "successes": k,
-        "value": k / n,
-        "ci_low": low,
-        "ci_high": high,
-        "wall_s": wall_s,
-        "n_forward": n_forward,
-        "n_backward": n_backward,
-        "scale": "full" if not scale_notes else "reduced: " + "; ".join(scale_notes),
-        "outcomes": outcome_string(correct),
-        "examples_sha256": examples,
-    }
+    return ResultRow(
+        dataset=use.dataset,
+        defense=use.defense,
+        defense_kind=use.defense_kind,
+        guides=list(use.guides),
+        target=use.target,
+        relation=use.relation,
+        norm=use.norm,
+        epsilon=use.eps,
+        attack=attack,
+        metric=metric,
+        n=n,
+        successes=k,
+        value=k / n,
+        ci_low=low,
+        ci_high=high,
+        wall_s=wall_s,
+        n_forward=n_forward,
+        n_backward=n_backward,
+        scale="full" if not scale_notes else "reduced: " + "; ".join(scale_notes),
+        outcomes=outcome_string(correct),
+        examples_sha256=examples,
+    )

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.jobs import attack, cell, corruption, train_classifier, train_defense
+from bench.jobs.configs import JobKind
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
-from bench.jobs.spec import JobKind, JobSpec
+from bench.jobs.spec import JobSpec
 from bench.jobs.upstream import Upstream
 
 Runner = Callable[[JobSpec, Upstream, Env], JobOutput]

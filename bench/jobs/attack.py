@@ -9,8 +9,9 @@ import torch
 from bench.api import ATTACKS, Attack, FrontEnd, Identity, ImageData, Pipeline, Threat
 from bench.data.splits import eval_subset
 from bench.errors import ConfigError
-from bench.evaluation.rows import accuracy_row
+from bench.evaluation.rows import Metric, ResultRow, accuracy_row
 from bench.evaluation.run_attack import run_attack
+from bench.jobs.configs import AttackJobConfig, ClassifierJobConfig, EvaluatingJobConfig
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
 from bench.jobs.spec import JobSpec
@@ -18,10 +19,9 @@ from bench.jobs.upstream import Upstream
 
 
 def eval_data(spec: JobSpec, upstream: Upstream, env: Env) -> ImageData:
-    target = upstream.graph[spec.deps[1]].config
-    data = eval_subset(
-        env.dataset(str(target["dataset"]), "test"), spec.config["n_eval"], spec.config["eval_seed"]
-    )
+    target = upstream.graph[spec.deps[1]].settings_as(ClassifierJobConfig)
+    c = spec.settings_as(EvaluatingJobConfig)
+    data = eval_subset(env.dataset(target.dataset, "test"), c.n_eval, c.eval_seed)
     if data.identity != spec.data:
         raise RuntimeError(f"evaluation data of {spec.label!r} changed since planning")
     return data
@@ -45,16 +45,11 @@ def attack_seed(spec: JobSpec) -> int:
 
 
 def pipeline_for(spec: JobSpec, upstream: Upstream, *, bpda: bool = True) -> Pipeline:
-    c = spec.config
+    c = spec.settings_as(EvaluatingJobConfig)
     frontend = upstream.frontend(spec.deps[0])
     frontend.reseed(judging_seed(spec))
-    return Pipeline(
-        upstream.classifier(spec.deps[1]),
-        frontend,
-        bpda=bpda,
-        eot_samples=int(c["eot_samples"]),
-        vote_draws=int(c["vote_draws"]),
-    )
+    classifier = upstream.classifier(spec.deps[1])
+    return Pipeline(classifier, frontend, bpda=bpda, eot_samples=c.eot_samples, vote_draws=c.vote_draws)
 
 
 def surrogate_pipeline(spec: JobSpec, upstream: Upstream, kind: str, *, bpda: bool = True) -> Pipeline:
@@ -64,7 +59,7 @@ def surrogate_pipeline(spec: JobSpec, upstream: Upstream, kind: str, *, bpda: bo
     of the front-end (``spec.deps[0]``) with the first of its guide classifiers (the front-end job's deps, in
     the job's key order), seeded apart from the target's copy so the two never share random draws.
     """
-    c = spec.config
+    c = spec.settings_as(AttackJobConfig)
     fe_key, target_key = spec.deps[0], spec.deps[1]
     frontend: FrontEnd
     if kind == "undefended":
@@ -73,7 +68,7 @@ def surrogate_pipeline(spec: JobSpec, upstream: Upstream, kind: str, *, bpda: bo
         guides = upstream.graph[fe_key].deps
         if not guides:
             raise ConfigError(
-                f"attack {c['attack']!r} crafts on surrogate 'guide', but front-end job "
+                f"attack {c.attack!r} crafts on surrogate 'guide', but front-end job "
                 f"{upstream.graph[fe_key].label!r} has no guide classifiers (its defense is not trainable); "
                 "use surrogate: undefended"
             )
@@ -81,10 +76,8 @@ def surrogate_pipeline(spec: JobSpec, upstream: Upstream, kind: str, *, bpda: bo
         frontend = upstream.frontend(fe_key)
         frontend.reseed(derived_seed("surrogate", spec.key))
     else:
-        raise ConfigError(f"unknown surrogate {kind!r} for attack {c['attack']!r} (valid: undefended, guide)")
-    return Pipeline(
-        classifier, frontend, bpda=bpda, eot_samples=int(c["eot_samples"]), vote_draws=int(c["vote_draws"])
-    )
+        raise ConfigError(f"unknown surrogate {kind!r} for attack {c.attack!r} (valid: undefended, guide)")
+    return Pipeline(classifier, frontend, bpda=bpda, eot_samples=c.eot_samples, vote_draws=c.vote_draws)
 
 
 def bind_surrogate(
@@ -106,20 +99,19 @@ def bind_surrogate(
 
 
 def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
-    c = spec.config
+    c = spec.settings_as(AttackJobConfig)
     data = eval_data(spec, upstream, env)
-    pipeline = pipeline_for(spec, upstream, bpda=bool(c["bpda"]))
-    attack_cls = ATTACKS.get(str(c["attack"]))
-    attack = attack_cls(attack_cls.Params.model_validate(c["params"]))
-    threat = Threat(c["norm"], float(c["eps"]))
-    surrogate = bind_surrogate(attack, spec, upstream, bpda=bool(c["bpda"]))
-    out = run_attack(pipeline, attack, data, threat, env.ctx, int(c["batch_size"]), attack_seed(spec))
-    use = upstream.graph.uses[spec.key][0]
+    pipeline = pipeline_for(spec, upstream, bpda=c.bpda)
+    attack = ATTACKS.get(c.attack)(c.params)
+    threat = Threat(c.norm, c.eps)
+    surrogate = bind_surrogate(attack, spec, upstream, bpda=c.bpda)
+    out = run_attack(pipeline, attack, data, threat, env.ctx, c.batch_size, attack_seed(spec))
+    use = upstream.graph.evaluation_use(spec.key)
 
-    def row(metric: str, correct: torch.Tensor) -> dict[str, object]:
+    def row(metric: Metric, correct: torch.Tensor) -> ResultRow:
         return accuracy_row(
             use,
-            attack=use["attack"],
+            attack=use.attack,
             metric=metric,
             correct=correct,
             examples=data.identity,

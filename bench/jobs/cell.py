@@ -7,8 +7,9 @@ import time
 import torch
 
 from bench.api import ATTACK_CHECKS, BASIC_CHECKS, AttackEvidence, CellEvidence, Threat
-from bench.evaluation.rows import accuracy_row
+from bench.evaluation.rows import Metric, ResultRow, accuracy_row
 from bench.jobs.attack import eval_data, pipeline_for
+from bench.jobs.configs import CellJobConfig
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
 from bench.jobs.spec import JobSpec
@@ -16,13 +17,13 @@ from bench.jobs.upstream import Upstream
 
 
 def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
-    c = spec.config
+    c = spec.settings_as(CellJobConfig)
     start = time.perf_counter()
     data = eval_data(spec, upstream, env)
     attacks, walls, passes = [], 0.0, torch.zeros(2, dtype=torch.float64)
     for key in spec.deps[2:]:
         t = upstream.tensors(key, "outcomes")
-        label = str(upstream.graph.uses[key][0]["attack"])
+        label = upstream.graph.evaluation_use(key).attack
         attacks.append(
             AttackEvidence(
                 label,
@@ -41,21 +42,21 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     evidence = CellEvidence(
         make_pipeline=lambda: pipeline_for(spec, upstream),
         data=data,
-        threat=Threat(c["norm"], float(c["eps"])),
+        threat=Threat(c.norm, c.eps),
         attacks=attacks,
         ctx=env.ctx,
-        n_checks=min(int(c["n_checks"]), len(data)),
-        batch_size=int(c["batch_size"]),
+        n_checks=min(c.n_checks, len(data)),
+        batch_size=c.batch_size,
     )
-    checks = list(BASIC_CHECKS) + (list(ATTACK_CHECKS) if c["checks"] else [])
+    checks = list(BASIC_CHECKS) + (list(ATTACK_CHECKS) if c.checks else [])
     flags = []
     for entry in checks:
         result = entry.obj(evidence)
         flags.append({"check": entry.name, "passed": result.passed, "detail": result.detail})
-    use = upstream.graph.uses[spec.key][0]
+    use = upstream.graph.evaluation_use(spec.key)
     wall = walls + time.perf_counter() - start
 
-    def row(metric: str, correct: torch.Tensor) -> dict[str, object]:
+    def row(metric: Metric, correct: torch.Tensor) -> ResultRow:
         return accuracy_row(
             use,
             attack="worst-case",

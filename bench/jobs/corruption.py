@@ -7,8 +7,9 @@ import time
 import torch
 
 from bench.data.corruptions import corrupted_dataset
-from bench.evaluation.rows import accuracy_row
+from bench.evaluation.rows import Metric, ResultRow, accuracy_row
 from bench.jobs.attack import eval_data, pipeline_for
+from bench.jobs.configs import CorruptionJobConfig
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
 from bench.jobs.spec import JobSpec
@@ -16,23 +17,23 @@ from bench.jobs.upstream import Upstream
 
 
 def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
-    c = spec.config
+    c = spec.settings_as(CorruptionJobConfig)
     start = time.perf_counter()
     clean_data = eval_data(spec, upstream, env)
-    corrupted = corrupted_dataset(clean_data, str(c["corruption"]), int(c["severity"]), int(c["seed"]))
+    corrupted = corrupted_dataset(clean_data, c.corruption, c.severity, c.seed)
     pipeline = pipeline_for(spec, upstream)
-    batch = int(c["batch_size"])
+    batch = c.batch_size
     # Clean answers first, all of them, as attack jobs draw them: a randomized pipeline then gives this
     # job the same clean answers as the cell's attacks.
     clean = [(pipeline.predict(x) == y).cpu() for x, y in clean_data.batches(batch, env.ctx.device)]
     right = [(pipeline.predict(xc) == y).cpu() for xc, y in corrupted.batches(batch, env.ctx.device)]
-    use = upstream.graph.uses[spec.key][0]
+    use = upstream.graph.evaluation_use(spec.key)
     wall = time.perf_counter() - start
 
-    def row(metric: str, correct: torch.Tensor) -> dict[str, object]:
+    def row(metric: Metric, correct: torch.Tensor) -> ResultRow:
         return accuracy_row(
             use,
-            attack=use["attack"],
+            attack=use.attack,
             metric=metric,
             correct=correct,
             examples=corrupted.identity,

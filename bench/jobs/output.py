@@ -7,11 +7,13 @@ from typing import Any
 
 import torch
 
+from bench.evaluation.rows import ResultRow
+
 
 @dataclass
 class JobOutput:
     tensors: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     json: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    results: list[dict[str, Any]] = field(default_factory=list)
+    results: list[ResultRow] = field(default_factory=list)
     flags: list[dict[str, Any]] = field(default_factory=list)

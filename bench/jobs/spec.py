@@ -12,12 +12,15 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, TypeVar
+
+from bench.jobs.configs import JobConfig, JobKind
+from bench.uses import EvaluationUse, JobUse
 
 #: Bump when a job's code changes its output for the same config, so old artifacts are not reused.
 KEY_VERSION = 1
 
-JobKind = Literal["train-classifier", "train-defense", "attack", "cell", "corruption"]
+C = TypeVar("C", bound=JobConfig)
 
 
 def canonical_json(obj: Any) -> str:
@@ -31,9 +34,8 @@ def content_key(kind: str, config: dict[str, Any], deps: tuple[str, ...], data: 
 
 @dataclass(frozen=True)
 class JobSpec:
-    kind: JobKind
     label: str
-    config: dict[str, Any]
+    settings: JobConfig
     deps: tuple[str, ...] = ()
     data: str = ""
     #: What was reduced relative to the full-scale protocol, this job and everything upstream of it.
@@ -46,6 +48,21 @@ class JobSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", content_key(self.kind, self.config, self.deps, self.data))
 
+    @property
+    def kind(self) -> JobKind:
+        return self.settings.job_kind
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The settings as the key hashes them and the store keeps them."""
+        return self.settings.model_dump(mode="json")
+
+    def settings_as(self, cls: type[C]) -> C:
+        """The settings, checked to be of the kind a job reads (an upstream job's, say)."""
+        if not isinstance(self.settings, cls):
+            raise TypeError(f"job {self.label!r} is a {self.kind} job, not one with {cls.__name__}")
+        return self.settings
+
 
 @dataclass
 class JobGraph:
@@ -53,9 +70,9 @@ class JobGraph:
 
     jobs: dict[str, JobSpec] = field(default_factory=dict)
     #: Per job, the matrix-local labels of every place the matrix uses it.
-    uses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    uses: dict[str, list[JobUse]] = field(default_factory=dict)
 
-    def add(self, spec: JobSpec, use: dict[str, Any] | None = None) -> JobSpec:
+    def add(self, spec: JobSpec, use: JobUse | None = None) -> JobSpec:
         missing = [d for d in spec.deps if d not in self.jobs]
         if missing:
             raise ValueError(f"job {spec.label!r} added before its upstream jobs {missing}")
@@ -64,6 +81,13 @@ class JobGraph:
         if use is not None and use not in uses:
             uses.append(use)
         return existing
+
+    def evaluation_use(self, key: str) -> EvaluationUse:
+        """Where an evaluating job (attack, cell, corruption) is first used; its rows carry these labels."""
+        use = self.uses[key][0]
+        if not isinstance(use, EvaluationUse):
+            raise TypeError(f"job {self.jobs[key].label!r} is not an evaluating job")
+        return use
 
     def __iter__(self) -> Iterator[JobSpec]:
         return iter(self.jobs.values())

@@ -13,10 +13,17 @@ from bench.api import (
     count_correct,
     load_classifier_weights,
     load_state_dict_file,
+    saved_normalization,
     sha256_file,
 )
 from bench.data.splits import train_split
 from bench.errors import WeightsError
+from bench.jobs.configs import (
+    ClassifierFromSource,
+    ClassifierFromWeights,
+    ClassifierJobConfig,
+    TrainedClassifier,
+)
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
 from bench.jobs.spec import JobSpec
@@ -24,46 +31,54 @@ from bench.jobs.upstream import Upstream, new_classifier, source_classifier
 
 
 def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
-    c = spec.config
+    c = spec.settings_as(ClassifierJobConfig)
     ctx = env.ctx
     source_meta: dict[str, object] | None = None
-    if c["origin"] == "source":
+    if isinstance(c, ClassifierFromSource):
         model, source_meta = source_classifier(c)
     else:
         model = new_classifier(c)
     card: dict[str, object] = {
-        "arch": c["arch"],
-        "dataset": c["dataset"],
-        "seed": c["seed"],
-        "origin": c["origin"],
-        "normalization": c["normalization"],
+        "arch": c.arch,
+        "dataset": c.dataset,
+        "seed": c.seed,
+        "origin": c.origin,
+        "normalization": c.normalization.model_dump(),
         "device": str(ctx.device),
     }
     metrics: dict[str, float] = {}
-    if c["origin"] == "train":
-        recipe = RECIPES.get(str(c["recipe"]))()
-        params = recipe.Params.model_validate(c["train"])
-        train, val = train_split(env.dataset(str(c["dataset"]), "train"), params.n_train, params.n_val)
+    # Where the normalization in front of the network came from, for the card and the report: a trained
+    # classifier's is the matrix's (by default the dataset's statistics), a zoo model brings its own.
+    normalization_from = "model source" if c.origin == "source" else "matrix"
+    if isinstance(c, TrainedClassifier):
+        recipe = RECIPES.get(c.recipe)()
+        params = c.train
+        train, val = train_split(env.dataset(c.dataset, "train"), params.n_train, params.n_val)
         metrics.update(recipe.fit(model, train, params, ctx))
-        card.update(recipe=c["recipe"], train_params=c["train"], n_train=len(train))
+        if ctx.checkpoints is not None and ctx.checkpoints.resumed_from is not None:
+            metrics["resumed_from_epoch"] = ctx.checkpoints.resumed_from
+        card.update(recipe=c.recipe, train_params=params.model_dump(mode="json"), n_train=len(train))
         if val is not None:
             metrics["val_accuracy"] = accuracy(model, val, ctx)
-    elif c["origin"] == "weights":
+    elif isinstance(c, ClassifierFromWeights):
         path = Path(spec.locations["weights"])
-        if sha256_file(path) != c["weights_sha256"]:
+        if sha256_file(path) != c.weights_sha256:
             raise WeightsError(f"weights file {path} changed since the run was planned; run again")
-        load_classifier_weights(model, load_state_dict_file(path), str(path))
-        card.update(weights=path.name, weights_sha256=c["weights_sha256"])
-    else:
-        card.update(source=c["source"], source_meta=source_meta)
-    test = env.dataset(str(c["dataset"]), "test")
+        state = load_state_dict_file(path)
+        load_classifier_weights(model, state, str(path))
+        card.update(weights=path.name, weights_sha256=c.weights_sha256)
+        if saved_normalization(state) is not None:  # then the matrix's, if it gave one, equals it
+            normalization_from = "weights file"
+    elif isinstance(c, ClassifierFromSource):
+        card.update(source=c.source, source_meta=source_meta)
+    test = env.dataset(c.dataset, "test")
     metrics["test_accuracy"] = accuracy(model, test, ctx)
     metrics["test_n"] = len(test)
-    card.update(metrics)
+    card.update(metrics, normalization_from=normalization_from)
     return JobOutput(
         tensors={"model": {k: v for k, v in model.state_dict().items()}},
         json={"card": card},
-        metrics=metrics,
+        metrics={**metrics, "normalization_from": normalization_from},
     )
 
 

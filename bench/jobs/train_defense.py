@@ -2,44 +2,82 @@
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
-from bench.api import DEFENSES, FrontEnd
+import torch
+from torch import nn
+
+from bench.api import DEFENSES, FrontEnd, freeze
 from bench.data.splits import train_split
 from bench.errors import EvaluationError
+from bench.jobs.configs import FrontEndJobConfig
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
 from bench.jobs.spec import JobSpec
-from bench.jobs.upstream import Upstream
+from bench.jobs.upstream import Upstream, new_frontend
 
 
 def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
-    c = spec.config
+    c = spec.settings_as(FrontEndJobConfig)
     ctx = env.ctx
-    defense = DEFENSES.get(str(c["kind"]))()
-    params = defense.Params.model_validate(c["params"])
-    shape = tuple(int(v) for v in c["input_shape"])
-    frontend = defense.build(params, (shape[0], shape[1], shape[2])).to(ctx.device)
-    frontend.reseed(int(c["seed"]))
+    defense = DEFENSES.get(c.kind)()
+    params = c.params
+    shape = c.input_shape
+    frontend = new_frontend(c).to(ctx.device)
+    frontend.reseed(c.seed)
     # Shape first, before any training: a trainable front-end that crops would otherwise fail deep inside
     # its training loop with a torch error instead of this message.
-    probe(frontend, shape, env, str(c["kind"]), check_range=False)
+    probe(frontend, shape, env, c.kind, check_range=False)
     metrics: dict[str, float] = {}
     if defense.trainable or defense.needs_data:
         guides = [upstream.classifier(k) for k in spec.deps]
-        train, _ = train_split(env.dataset(str(c["dataset"]), "train"), int(c["n_train"]), 0)
-        metrics = defense.fit(frontend, guides, train, params, ctx)
-    probe(frontend, shape, env, str(c["kind"]), check_range=True)
+        assert c.dataset is not None, "the planner records the training data of a front-end that trains"
+        train, val = train_split(env.dataset(c.dataset, "train"), c.n_train, c.n_val or 0)
+        labels = [upstream.graph[k].label for k in spec.deps]
+        with guides_kept(guides, labels, c.kind):
+            metrics = defense.fit(frontend, guides, train, val, params, ctx)
+        if ctx.checkpoints is not None and ctx.checkpoints.resumed_from is not None:
+            metrics["resumed_from_epoch"] = ctx.checkpoints.resumed_from
+    probe(frontend, shape, env, c.kind, check_range=True)
     frontend.eval()
+    card = {"kind": c.kind, "params": params.model_dump(mode="json"), "guides": list(spec.deps), **metrics}
     return JobOutput(
         tensors={"frontend": dict(frontend.state_dict())},
-        json={"card": {"kind": c["kind"], "params": c["params"], "guides": list(spec.deps), **metrics}},
+        json={"card": card},
         metrics=metrics,
     )
 
 
+@contextmanager
+def guides_kept(guides: Sequence[nn.Module], labels: Sequence[str], kind: str) -> Iterator[None]:
+    """Fail a fit that changes a guide's weights or buffers (BatchNorm statistics, say).
+
+    Guides are shared by every job of a run and by every front-end trained through them, so a changed guide
+    is put back as it was, and frozen again, before the job fails: the jobs that still run see it unchanged.
+    """
+    before = [{k: v.detach().to("cpu", copy=True) for k, v in g.state_dict().items()} for g in guides]
+    try:
+        yield
+    finally:
+        changed = []
+        for guide, saved, label in zip(guides, before, labels, strict=True):
+            now = guide.state_dict()
+            diff = [k for k, v in saved.items() if k not in now or not torch.equal(now[k].detach().cpu(), v)]
+            if diff:
+                guide.load_state_dict(saved, strict=False)
+                changed.append(f"{label} [{', '.join(diff[:3])}{', ...' if len(diff) > 3 else ''}]")
+            freeze(guide)
+    if changed:
+        raise EvaluationError(
+            f"defense {kind!r} changed its guide {'; '.join(changed)} while training; guides are frozen and "
+            "shared with other jobs, so a front-end's training may update only the front-end"
+        )
+
+
 def probe(frontend: FrontEnd, shape: tuple[int, ...], env: Env, kind: str, *, check_range: bool) -> None:
-    """Refuse a front-end that does not map images to images of the same shape (and, trained, in [0,1])."""
+    """Refuse a front-end that does not map images to images of the same shape (and, once trained, inside the
+    range it declares: [0,1] unless it says otherwise)."""
     training = frontend.training
     frontend.eval()
     # A private generator: the probe must not shift the global stream the front-end's training draws from.
@@ -53,5 +91,10 @@ def probe(frontend: FrontEnd, shape: tuple[int, ...], env: Env, kind: str, *, ch
             f"defense {kind!r} maps inputs of shape {tuple(x.shape)} to {tuple(out.shape)}; "
             "a front-end must return images of the shape it is given"
         )
-    if check_range and (not bool(torch.isfinite(out).all()) or float(out.min()) < 0 or float(out.max()) > 1):
-        raise EvaluationError(f"defense {kind!r} returns values outside [0,1] or non-finite values")
+    low, high = frontend.output_range
+    inside = bool(torch.isfinite(out).all()) and low <= float(out.min()) and float(out.max()) <= high
+    if check_range and not inside:
+        raise EvaluationError(
+            f"defense {kind!r} returns values outside its declared output range [{low:g}, {high:g}] or "
+            "non-finite values"
+        )

@@ -11,6 +11,8 @@ import torch
 from bench.api import DEFENSES, Classifier, FrontEnd, build_classifier, freeze, load_external
 from bench.artifacts import StoredArtifact
 from bench.data.sources import cache_dir
+from bench.errors import EvaluationError
+from bench.jobs.configs import ClassifierFromSource, ClassifierJobConfig, FrontEndJobConfig
 from bench.jobs.env import Env
 from bench.jobs.spec import JobGraph
 
@@ -22,26 +24,38 @@ def models_dir() -> Path:
     return cache_dir() / "models"
 
 
-def source_classifier(config: dict[str, object]) -> tuple[Classifier, dict[str, Any]]:
+def source_classifier(config: ClassifierFromSource) -> tuple[Classifier, dict[str, Any]]:
     """A model-zoo classifier with its published weights (the library caches them after the first load).
 
     There is no weights-free skeleton to rebuild it from: RobustBench only hands out its models with their
     checkpoints, and a torchvision or timm model's wrapper takes its normalization from the named weights.
     """
-    norm = config["normalization"]
-    assert isinstance(norm, dict)
-    num_classes = int(str(config["num_classes"]))
-    net, meta = load_external(str(config["source"]), num_classes, pretrained=True, model_dir=models_dir())
-    return Classifier(net, norm["mean"], norm["std"]), meta
+    norm = config.normalization
+    net, meta = load_external(config.source, config.num_classes, pretrained=True, model_dir=models_dir())
+    return Classifier(net, norm.mean, norm.std), meta
 
 
-def new_classifier(config: dict[str, object]) -> Classifier:
+def new_classifier(config: ClassifierJobConfig) -> Classifier:
     """The module a classifier job's config describes, before its artifact's weights are loaded into it."""
-    if config.get("origin") == "source":
+    if isinstance(config, ClassifierFromSource):
         return source_classifier(config)[0]
-    norm = config["normalization"]
-    assert isinstance(norm, dict)
-    return build_classifier(str(config["arch"]), int(str(config["num_classes"])), norm["mean"], norm["std"])
+    norm = config.normalization
+    return build_classifier(config.arch, config.num_classes, norm.mean, norm.std)
+
+
+def new_frontend(config: FrontEndJobConfig) -> FrontEnd:
+    """The module a front-end job's config describes, before it is trained or its artifact's weights loaded.
+
+    Checked here because a plain module would otherwise fail far from its cause, deep inside an attack.
+    """
+    built = DEFENSES.get(config.kind)().build(config.params, config.input_shape)
+    if not isinstance(built, FrontEnd):
+        raise EvaluationError(
+            f"defense {config.kind!r}: build() returned a {type(built).__name__}, not a front-end; return an "
+            "instance of a subclass of bench.api.FrontEnd (it carries the private random stream the harness "
+            "reseeds for every job)"
+        )
+    return built
 
 
 class Upstream:
@@ -66,18 +80,14 @@ class Upstream:
     def classifier(self, key: str) -> Classifier:
         """A frozen classifier on the job device; shared, since nothing may change a frozen model."""
         if key not in self._classifiers:
-            model = new_classifier(self.graph[key].config)
+            model = new_classifier(self.graph[key].settings_as(ClassifierJobConfig))
             model.load_state_dict(self.tensors(key, "model"))
             self._classifiers[key] = freeze(model.to(self.env.ctx.device))
         return self._classifiers[key]
 
     def frontend(self, key: str) -> FrontEnd:
         """A fresh front-end each time: a randomized one's generator state must not leak across jobs."""
-        config = self.graph[key].config
-        defense = DEFENSES.get(str(config["kind"]))()
-        params = defense.Params.model_validate(config["params"])
-        shape = tuple(int(v) for v in config["input_shape"])
-        fe = defense.build(params, (shape[0], shape[1], shape[2]))
+        fe = new_frontend(self.graph[key].settings_as(FrontEndJobConfig))
         fe.load_state_dict(self.tensors(key, "frontend"))
         fe.to(self.env.ctx.device).eval()
         for p in fe.parameters():

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from bench.storage import Store
 from bench.storage.models import Flag, Result, Run
+from bench.uses import ClassifierUse, EvaluationUse, FrontEndUse
 
 
 @dataclass(frozen=True)
@@ -161,10 +162,10 @@ def run_view(store: Store, run: Run, runs: Mapping[int, Run] | None = None) -> R
             computed_jobs[computed_in] += 1
             computed_cells[computed_in] += job.kind == "cell"
         if job.kind == "train-classifier":
-            for use in uses:
+            for classifier in (ClassifierUse.model_validate(u) for u in uses):
                 view.classifiers.append(
                     {
-                        "label": use["classifier"],
+                        "label": classifier.classifier,
                         "key": job.key,
                         "config": job.config,
                         "metrics": job.metrics,
@@ -173,11 +174,11 @@ def run_view(store: Store, run: Run, runs: Mapping[int, Run] | None = None) -> R
                 )
             continue
         if job.kind == "train-defense":
-            for use in uses:
+            for frontend in (FrontEndUse.model_validate(u) for u in uses):
                 view.frontends.append(
                     {
-                        "label": use["defense"],
-                        "guides": use["guides"],
+                        "label": frontend.defense,
+                        "guides": frontend.guides,
                         "key": job.key,
                         "config": job.config,
                         "metrics": job.metrics,
@@ -186,20 +187,21 @@ def run_view(store: Store, run: Run, runs: Mapping[int, Run] | None = None) -> R
                 )
             continue
         rows = results.get(job.key, {})
+        evaluations = [EvaluationUse.model_validate(u) for u in uses]
         if "corrupted_accuracy" in rows and "clean_accuracy" in rows:
             view.corruptions.extend(
                 CorruptionView(
-                    int(use["experiment"]),
-                    use["defense"],
-                    tuple(use["guides"]),
-                    use["target"],
-                    use["attack"],
-                    int(use["eps"]),
+                    use.experiment,
+                    use.defense,
+                    tuple(use.guides),
+                    use.target,
+                    use.attack,
+                    int(use.eps),
                     _metric(rows["clean_accuracy"]),
                     _metric(rows["corrupted_accuracy"]),
                     rows["corrupted_accuracy"].scale,
                 )
-                for use in uses
+                for use in evaluations
             )
             continue
         if "robust_accuracy" not in rows or "clean_accuracy" not in rows:
@@ -207,26 +209,26 @@ def run_view(store: Store, run: Run, runs: Mapping[int, Run] | None = None) -> R
         robust, clean = rows["robust_accuracy"], rows["clean_accuracy"]
         failed = tuple((f.check, f.detail) for f in flags.get(job.key, []) if not f.passed)
         passed = tuple((f.check, f.detail) for f in flags.get(job.key, []) if f.passed)
-        for use in uses:
+        for use in evaluations:
             view.cells.append(
                 CellView(
                     job_key=job.key,
                     run_id=run.id,
                     matrix=run.matrix_name,
-                    experiment=int(use["experiment"]),
-                    kind=use["kind"],
-                    relation=use["relation"],
-                    defense=use["defense"],
-                    defense_kind=use["defense_kind"],
-                    guides=tuple(use["guides"]),
-                    target=use["target"],
-                    arch=use.get("arch", ""),
-                    dataset=use["dataset"],
-                    train_dataset=use.get("train_dataset", use["dataset"]),
-                    threat=use["threat"],
-                    norm=use["norm"],
-                    eps=float(use["eps"]),
-                    attack=use["attack"],
+                    experiment=use.experiment,
+                    kind=use.kind,
+                    relation=use.relation,
+                    defense=use.defense,
+                    defense_kind=use.defense_kind,
+                    guides=tuple(use.guides),
+                    target=use.target,
+                    arch=use.arch,
+                    dataset=use.dataset,
+                    train_dataset=use.train_dataset or use.dataset,
+                    threat=use.threat,
+                    norm=use.norm,
+                    eps=use.eps,
+                    attack=use.attack,
                     clean=_metric(clean),
                     robust=_metric(robust),
                     scale=robust.scale,
@@ -234,9 +236,9 @@ def run_view(store: Store, run: Run, runs: Mapping[int, Run] | None = None) -> R
                     n_forward=robust.n_forward,
                     n_backward=robust.n_backward,
                     computed_in=computed_in,
-                    attacks=tuple(str(a) for a in use.get("attacks", ())),
-                    m=use.get("m"),
-                    draw=use.get("draw"),
+                    attacks=tuple(use.attacks or ()),
+                    m=use.m,
+                    draw=use.draw,
                     failed_checks=failed,
                     passed_checks=passed,
                 )

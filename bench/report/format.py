@@ -79,7 +79,14 @@ def relation_label(cell: CellView) -> str:
 
 
 def short_commit(commit: str | None) -> str:
-    return "unknown" if not commit else commit[:8]
+    """Runs record ``git describe --always --dirty``; older ones a full hash. The ``-dirty`` must show."""
+    if not commit:
+        return "unknown"
+    base = commit.removesuffix("-dirty")
+    dirty = commit[len(base) :]
+    if len(base) > 8 and all(c in "0123456789abcdef" for c in base):
+        base = base[:8]
+    return base + dirty
 
 
 def versions_summary(versions: dict[str, Any]) -> str:

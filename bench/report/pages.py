@@ -201,6 +201,8 @@ class ClassifierCard:
     dataset: str
     seed: str
     origin: str
+    #: The mean/std in front of the network and where they came from (matrix, weights file, model source).
+    normalization: str
     test_accuracy: float | None
     test_n: int | None
     wall_s: float | None
@@ -368,12 +370,29 @@ def _classifier_cards(view: RunView) -> list[ClassifierCard]:
                 dataset=str(config.get("dataset", "")),
                 seed=str(config.get("seed", "")),
                 origin=str(config.get("origin", "")),
+                normalization=_normalization(config.get("normalization"), metrics.get("normalization_from")),
                 test_accuracy=float(acc) if isinstance(acc, int | float) else None,
                 test_n=int(n) if isinstance(n, int | float) else None,
                 wall_s=c["wall_s"],
             ),
         )
     return list(cards.values())
+
+
+def _normalization(norm: Any, came_from: Any) -> str:
+    """A classifier's normalization as a reader checks it against the weights' documentation; stores
+    written before its source was recorded show the values alone."""
+    if came_from == "model source":
+        return "the model's own (model source)"
+    if not isinstance(norm, dict):
+        return "–"
+    mean, std = list(norm.get("mean", [])), list(norm.get("std", []))
+    values = "none" if set(mean) <= {0} and set(std) <= {1} else f"mean {_floats(mean)}, std {_floats(std)}"
+    return f"{values} ({came_from})" if came_from else values
+
+
+def _floats(values: list[Any]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
 
 def _frontend_cards(view: RunView) -> list[FrontendCard]:

@@ -1,11 +1,17 @@
-"""The plain-text table ``bench run`` prints when it finishes: every worst-case cell of the run."""
+"""What ``bench run`` prints when it finishes: every worst-case cell of the run, and the jobs that failed."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from bench.report.data import CellView, run_view
 from bench.storage import Store
+
+if TYPE_CHECKING:
+    from bench.jobs.spec import JobGraph
 
 
 def format_metric(value: float, low: float, high: float) -> str:
@@ -62,3 +68,16 @@ def print_run_summary(store: Store, run_id: int) -> None:
         click.echo("\nreduced scale (numbers above are not full-protocol numbers):")
         for part in parts:
             click.echo(f"  - {part}")
+
+
+def failed_lines(graph: JobGraph, failed: Mapping[str, str]) -> list[str]:
+    """One line per failed job: its label, kind and key (to find its traceback in the store), and why."""
+    return [f"failed   {graph[k].label} ({graph[k].kind}, key {k[:12]}): {why}" for k, why in failed.items()]
+
+
+def blocked_lines(graph: JobGraph, blocked: Mapping[str, Sequence[str]]) -> list[str]:
+    """One line per job left out because a job upstream of it failed."""
+    return [
+        f"blocked  {graph[key].label}: waits on {', '.join(graph[k].label for k in waits_on)}"
+        for key, waits_on in blocked.items()
+    ]

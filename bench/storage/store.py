@@ -23,7 +23,9 @@ from sqlalchemy.orm import Session
 
 from bench.artifacts import StoredArtifact
 from bench.errors import BenchError
+from bench.evaluation.rows import ResultRow
 from bench.storage.models import Artifact, Flag, Job, Result, Run, RunJob
+from bench.uses import JobUse
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -44,7 +46,7 @@ class JobRecord:
     ended_at: datetime
     metrics: dict[str, Any]
     artifacts: Sequence[StoredArtifact]
-    results: Sequence[dict[str, Any]]
+    results: Sequence[ResultRow]
     flags: Sequence[dict[str, Any]]
 
 
@@ -105,13 +107,14 @@ class Store:
             assert run is not None
             run.status, run.error, run.ended_at = status, error, utcnow()
 
-    def link(self, run_id: int, job_key: str, uses: list[dict[str, Any]], skipped: bool) -> None:
+    def link(self, run_id: int, job_key: str, uses: Sequence[JobUse], skipped: bool) -> None:
         with self.session() as s:
             self._link(s, run_id, job_key, uses, skipped)
 
     @staticmethod
-    def _link(s: Session, run_id: int, job_key: str, uses: list[dict[str, Any]], skipped: bool) -> None:
-        stmt = insert(RunJob).values(run_id=run_id, job_key=job_key, labels={"uses": uses}, skipped=skipped)
+    def _link(s: Session, run_id: int, job_key: str, uses: Sequence[JobUse], skipped: bool) -> None:
+        labels = {"uses": [u.model_dump(mode="json") for u in uses]}
+        stmt = insert(RunJob).values(run_id=run_id, job_key=job_key, labels=labels, skipped=skipped)
         s.execute(
             stmt.on_conflict_do_update(
                 index_elements=["run_id", "job_key"],
@@ -129,7 +132,7 @@ class Store:
             rows = s.scalars(select(Artifact).where(Artifact.job_key == key)).all()
             return [StoredArtifact(a.name, a.path, a.sha256, a.bytes) for a in rows]
 
-    def record_job(self, run_id: int, record: JobRecord, uses: list[dict[str, Any]]) -> None:
+    def record_job(self, run_id: int, record: JobRecord, uses: Sequence[JobUse]) -> None:
         with self.session() as s:
             key = record.key
             for table in (Artifact, Result, Flag):
@@ -154,7 +157,9 @@ class Store:
                 for a in record.artifacts
             )
             now = utcnow()
-            s.add_all(Result(job_key=key, run_id=run_id, created_at=now, **r) for r in record.results)
+            s.add_all(
+                Result(job_key=key, run_id=run_id, created_at=now, **r.model_dump()) for r in record.results
+            )
             s.add_all(Flag(job_key=key, **f) for f in record.flags)
             self._link(s, run_id, key, uses, skipped=False)
 

@@ -25,7 +25,8 @@ def test_weights_that_do_not_fit_are_found_by_validate(tmp_path: Path, data_dir:
     weights = tmp_path / "c100.safetensors"
     save_file({k: v.contiguous() for k, v in head100.items()}, weights)
     raw = {**BASE, "classifiers": {**BASE["classifiers"], "C": {"arch": "mnist-c", "dataset": "mnist",
-                                                               "weights": str(weights)}}}
+                                                               "weights": str(weights),
+                                                               "normalization": "dataset"}}}
     code, output = validate(tmp_path, raw, data_dir)
     assert code != 0 and "c100.safetensors" in output and "shape mismatch" in output
 

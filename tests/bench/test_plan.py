@@ -10,7 +10,9 @@ import pytest
 from bench.artifacts import ArtifactStore
 from bench.config import parse_matrix
 from bench.data.splits import eval_subset
+from bench.errors import ConfigError
 from bench.jobs.env import Env
+from bench.jobs.spec import JobSpec
 from bench.plan import plan_matrix
 
 MATRIX: dict[str, Any] = {
@@ -61,13 +63,13 @@ def test_front_end_is_shared_across_experiments_and_guide_order(env: Env) -> Non
         s.deps[0]
         for s in cells
         for u in planned.graph.uses[s.key]
-        if u["kind"] == "native" and u["defense"] == "aaa"
+        if u.kind == "native" and u.defense == "aaa"
     }
     cross = {
         s.deps[0]
         for s in cells
         for u in planned.graph.uses[s.key]
-        if u["kind"] == "cross-model" and u["defense"] == "aaa"
+        if u.kind == "cross-model" and u.defense == "aaa"
     }
     assert len(native) == 1 and native == cross
 
@@ -76,11 +78,11 @@ def test_evaluation_jobs_and_relations(env: Env) -> None:
     planned = plan_matrix(parse_matrix(MATRIX, "m.yaml"), Path("."), env)
     cells = [s for s in planned.graph if s.kind == "cell"]
     uses = [u for s in cells for u in planned.graph.uses[s.key]]
-    relations = {(u["defense"], u["target"], u["relation"]) for u in uses}
+    relations = {(u.defense, u.target, u.relation) for u in uses}
     assert ("aaa", "A", "native") in relations and ("aaa", "C", "cross-model") in relations
     assert ("none", "C", "no-guides") in relations
-    ensemble = [u for u in uses if u["kind"] == "ensemble-size"]
-    assert sorted({u["m"] for u in ensemble}) == [1, 3]
+    ensemble = [u for u in uses if u.kind == "ensemble-size"]
+    assert sorted({u.m for u in ensemble}) == [1, 3]
     for cell in cells:
         attacks = cell.deps[2:]
         assert len(attacks) == 2 and all(planned.graph[k].kind == "attack" for k in attacks)
@@ -103,7 +105,7 @@ def test_changing_an_upstream_parameter_changes_downstream_keys(env: Env) -> Non
     b = plan_matrix(parse_matrix(changed, "m.yaml"), Path("."), env)
 
     def cell_keys(p: Any, defense: str) -> set[str]:
-        return {s.key for s in p.graph if s.kind == "cell" and p.graph.uses[s.key][0]["defense"] == defense}
+        return {s.key for s in p.graph if s.kind == "cell" and p.graph.uses[s.key][0].defense == defense}
 
     assert cell_keys(a, "none") == cell_keys(b, "none")
     assert not cell_keys(a, "aaa") & cell_keys(b, "aaa")
@@ -120,7 +122,7 @@ def test_cross_dataset_trains_on_guides_data_and_evaluates_on_targets(env: Env) 
     assert frontend.config["dataset"] == "fashion-mnist"
     cell = next(s for s in planned.graph if s.kind == "cell")
     use = planned.graph.uses[cell.key][0]
-    assert (use["relation"], use["dataset"], use["train_dataset"]) == (
+    assert (use.relation, use.dataset, use.train_dataset) == (
         "cross-dataset",
         "mnist",
         "fashion-mnist",
@@ -148,7 +150,7 @@ def test_ensemble_draws_are_seeded_and_distinct(env: Env) -> None:
 
     def guide_sets(p: Any) -> list[tuple[int, int, tuple[str, ...]]]:
         return sorted(
-            (u["m"], u["draw"], tuple(u["guides"]))
+            (u.m, u.draw, tuple(u.guides))
             for s in p.graph
             if s.kind == "cell"
             for u in p.graph.uses[s.key]
@@ -186,6 +188,33 @@ def test_weights_files_are_keyed_by_content_not_by_path(env: Env, tmp_path: Path
     assert keys[0] == keys[1]
 
 
+def test_weights_that_record_their_normalization_plan_the_job_a_matrix_stating_it_plans(
+    env: Env, tmp_path: Path
+) -> None:
+    from safetensors.torch import save_file
+
+    from bench.api.classifier import build_classifier
+    from bench.errors import ConfigError
+
+    model = build_classifier("mnist-c", 10, (0.1307,), (0.3081,))
+    artifact, plain = tmp_path / "artifact.safetensors", tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, artifact)
+    save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, plain)
+
+    def weights_job(path: Path, **stated: Any) -> Any:
+        c = {"arch": "mnist-c", "dataset": "mnist", "weights": str(path), **stated}
+        raw = {**MATRIX, "classifiers": {**MATRIX["classifiers"], "C": c}}
+        planned = plan_matrix(parse_matrix(raw, "m.yaml"), tmp_path, env)
+        return next(s for s in planned.graph if s.config.get("origin") == "weights")
+
+    recorded = weights_job(artifact)
+    assert recorded.config["normalization"] == {"mean": [0.1307], "std": [0.3081]}
+    assert recorded.key == weights_job(artifact, normalization="dataset").key
+    assert weights_job(plain, normalization="none").config["normalization"] == {"mean": [0.0], "std": [1.0]}
+    with pytest.raises(ConfigError, match="classifier 'C' is loaded from weights that do not record"):
+        weights_job(plain)
+
+
 def test_ensemble_draws_never_repeat_a_guide_set() -> None:
     from bench.plan import _distinct_draws
 
@@ -217,3 +246,38 @@ def test_an_attack_revision_is_part_of_its_jobs_keys_only(env: Env, monkeypatch:
     after = keys()
     assert after["fgsm"].isdisjoint(before["fgsm"])
     assert after["pgd"] == before["pgd"] and after["train-classifier"] == before["train-classifier"]
+
+
+def test_a_reduced_attack_budget_is_a_scale_note_of_its_job_and_cell(env: Env) -> None:
+    matrix = {
+        **MATRIX,
+        "attacks": {
+            "aa-short": {"kind": "autoattack", "params": {"n_iter": 10}},
+            "aa": {"kind": "autoattack", "params": {"seed": 1}},
+        },
+        "experiments": [{"kind": "native", "defenses": ["none"], "guides": ["C"]}],
+    }
+    planned = plan_matrix(parse_matrix(matrix, "m.yaml"), Path("."), env)
+    note = "attack autoattack: 10 of 100 APGD/FAB iterations"
+    notes = {
+        planned.graph.evaluation_use(s.key).attack: s.scale_notes
+        for s in planned.graph
+        if s.kind in ("attack", "cell") and planned.graph.evaluation_use(s.key).eps == 0.3
+    }
+    assert note in notes["aa-short"] and note in notes["worst-case"]
+    assert not any(n.startswith("attack ") for n in notes["aa"])
+    assert "evaluated on 50 of 10000 mnist test images" in notes["aa"]
+
+
+def test_a_front_ends_validation_images_enter_its_job_only_when_it_asks_for_some(env: Env) -> None:
+    def aaa_job(**entry: Any) -> JobSpec:
+        matrix = {**MATRIX, "defenses": {**MATRIX["defenses"], "aaa": {**MATRIX["defenses"]["aaa"], **entry}}}
+        planned = plan_matrix(parse_matrix(matrix, "m.yaml"), Path("."), env)
+        return next(s for s in planned.graph if s.kind == "train-defense" and s.config["kind"] == "aaa")
+
+    base, zero, held_out = aaa_job(), aaa_job(n_val=0), aaa_job(n_val=500)
+    assert "n_val" not in base.config and zero.key == base.key, "matrices without n_val keep their keys"
+    assert held_out.config["n_val"] == 500 and held_out.config["n_train"] == 100
+    assert held_out.key != base.key and held_out.data != base.data, "it trains on other images"
+    with pytest.raises(ConfigError, match=r"n_val=10000000 \(with n_train=100\) leaves no training images"):
+        aaa_job(n_val=10_000_000)

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from safetensors.torch import save_file
+from torch import nn
 
+from bench.api import CLASSIFIERS, build_classifier, register_classifier
+from bench.config import load_matrix
+from bench.validate import validate_matrix
 from tests.bench.test_config import edit, problems
 
 
@@ -61,3 +68,57 @@ def test_a_classifier_listed_twice_in_a_pool_is_refused(tmp_path: Path) -> None:
 def test_a_timm_tag_that_does_not_exist_is_a_validation_error(tmp_path: Path) -> None:
     raw = edit(classifiers__C={"source": "timm:resnet18.no_such_tag", "dataset": "mnist"})
     assert "classifiers.C.source" in problems(raw, tmp_path)
+
+
+def weights_file(tmp_path: Path, with_normalization: bool) -> str:
+    """mnist-c weights as a plain network checkpoint, or as the classifier artifact Frontline writes (which
+    holds the mean/std buffers in front of the network)."""
+    model = build_classifier("mnist-c", 10, (0.5,), (0.25,))
+    state = model.state_dict() if with_normalization else model.net.state_dict()
+    path = tmp_path / ("artifact.safetensors" if with_normalization else "plain.safetensors")
+    save_file({k: v.contiguous() for k, v in state.items()}, path)
+    return path.name
+
+
+def accepts(raw: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    validate_matrix(load_matrix(path), str(path), tmp_path, tmp_path)
+
+
+def test_weights_that_do_not_record_their_normalization_need_it_stated(tmp_path: Path) -> None:
+    plain = {"arch": "mnist-c", "dataset": "mnist", "weights": weights_file(tmp_path, False)}
+    msg = problems(edit(classifiers__C=plain), tmp_path)
+    assert "classifiers.C.normalization: classifier 'C' is loaded from weights that do not record" in msg
+    assert "normalization: {mean: [...], std: [...]}" in msg and "normalization: none" in msg
+    accepts(edit(classifiers__C={**plain, "normalization": "none"}), tmp_path)
+
+
+def test_weights_that_record_their_normalization_need_none_stated(tmp_path: Path) -> None:
+    artifact = {"arch": "mnist-c", "dataset": "mnist", "weights": weights_file(tmp_path, True)}
+    accepts(edit(classifiers__C=artifact), tmp_path)
+
+
+def test_unreadable_weights_without_a_stated_normalization_are_reported_not_raised(tmp_path: Path) -> None:
+    (tmp_path / "broken.safetensors").write_bytes(b"not safetensors")
+    broken = {"arch": "mnist-c", "dataset": "mnist", "weights": "broken.safetensors"}
+    msg = problems(edit(classifiers__C=broken), tmp_path)
+    assert "classifiers.C.weights: weights file" in msg and "not a readable safetensors file" in msg
+
+
+def weights_only_mlp(num_classes: int) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, num_classes))
+
+
+if "test-weights-only" not in CLASSIFIERS:
+    register_classifier("test-weights-only", input_shape=(1, 28, 28), datasets=("mnist",))(weights_only_mlp)
+
+
+def test_an_architecture_without_a_recipe_is_loaded_from_weights_never_trained(tmp_path: Path) -> None:
+    msg = problems(edit(classifiers__C={"arch": "test-weights-only", "dataset": "mnist"}), tmp_path)
+    assert "classifiers.C: classifier 'C' cannot be trained" in msg
+    assert "architecture 'test-weights-only' has no training recipe" in msg and "give weights: FILE" in msg
+    path = tmp_path / "mlp.safetensors"
+    save_file(weights_only_mlp(10).state_dict(), path)
+    accepts(edit(classifiers__C={"arch": "test-weights-only", "dataset": "mnist", "weights": path.name,
+                                 "normalization": "none"}), tmp_path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import classifiers  # noqa: F401  (registers the built-in architectures and reci
 from bench.api import (
     DATASETS,
     RECIPES,
+    Checkpoints,
     Classifier,
     ImageData,
     JobContext,
@@ -26,18 +26,12 @@ from bench.api import (
 from bench.data.sources import SPLITS  # noqa: F401  (importing it registers the built-in datasets)
 from bench.data.splits import eval_subset, train_split
 from classifiers.training import CifarParams, CifarRecipe, MnistParams, MnistRecipe, random_crop_flip
+from tests.interrupt import CountingContext, Killed, Steps
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small models gain nothing from intra-op threads, and on a shared 2-core machine a descheduled OpenMP
-    worker makes every step wait; one thread also keeps CPU results reproducible across runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +86,28 @@ def test_fit_is_bit_identical_for_a_seed_and_differs_across_seeds(
     assert any(not torch.equal(first[k], start[k]) for k in first), "training changed nothing"
     assert set(metrics) >= {"train_wall_s", "train_images_per_s", "final_epoch_loss"}
     assert metrics["final_epoch_loss"] == metrics["final_epoch_loss"] > 0  # finite, not NaN
+
+
+@pytest.mark.parametrize("recipe_name", ["mnist", "cifar"])
+def test_a_fit_killed_mid_epoch_resumes_to_the_uninterrupted_weights(
+    recipe_name: str, mnist: tuple[ImageData, ImageData], tmp_path: Path
+) -> None:
+    """The built-in optimizers and schedules (Adam + cosine, SGD + one-cycle) and crop/flip augmentation."""
+    train, _ = train_split(mnist[0], n_train=256, n_val=0)
+    torch.manual_seed(123)
+    init = _tiny_dropout_bn()
+    recipe = RECIPES.get(recipe_name)()
+    params = recipe.Params.model_validate({"epochs": 3, "batch_size": 64})  # 4 steps per epoch
+    expected, expected_metrics = _fit(init, recipe, params, train, seed=0)
+
+    killed = CountingContext(seed=0, checkpoints=Checkpoints(tmp_path), bar=Steps(kill_after=6))
+    with pytest.raises(Killed):
+        recipe.fit(copy.deepcopy(init), train, params, killed)
+    model = copy.deepcopy(init)
+    metrics = recipe.fit(model, train, params, JobContext(seed=0, checkpoints=Checkpoints(tmp_path)))
+    weights = model.state_dict()
+    assert all(torch.equal(weights[k], expected[k]) for k in expected), "resumed weights differ"
+    assert metrics["final_epoch_loss"] == expected_metrics["final_epoch_loss"]
 
 
 # ----------------------------------------------------------------------------------- random_crop_flip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,14 +10,7 @@ from torch import nn
 
 from bench.api import DEFENSES, DatasetInfo, FrontEnd, ImageData, JobContext, set_bpda
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and two on two shared cores thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(kind: str, shape: tuple[int, int, int], **params: Any) -> FrontEnd:
@@ -91,7 +83,7 @@ def test_static_denoiser_trains_on_static_examples_only() -> None:
     info = DatasetInfo("tiny", 3, shape, (0.5,), (0.5,), 96, 0)
     train = ImageData((x * 255).round().to(torch.uint8), guide(x).argmax(1), "tiny", info)
     before = [p.clone() for p in guide.parameters()]
-    metrics = defense.fit(frontend, [guide], train, params, JobContext())
+    metrics = defense.fit(frontend, [guide], train, None, params, JobContext())
     assert all(torch.equal(a, b) for a, b in zip(before, guide.parameters(), strict=True)), "guide changed"
     assert not frontend.training
     assert metrics["static_attack_success"] > 0.5, "the static examples must fool the undefended guide"

@@ -228,3 +228,15 @@ def test_rand_version_on_a_randomized_pipeline_judges_success_by_the_vote(
     )
     assert isinstance(seen[0], VoteJudged) and seen[0].pipeline is pipe
     assert isinstance(seen[1], Pipeline), "deterministic pipelines are passed as they are"
+
+
+def test_budget_below_the_published_one_is_stated() -> None:
+    assert AutoAttack().budget_note() is None
+    assert AutoAttackRand().budget_note() is None
+    assert AutoAttack(AutoAttackParams(n_iter=10)).budget_note() == "10 of 100 APGD/FAB iterations"
+    both = AutoAttack(AutoAttackParams(n_iter=10, n_queries=20)).budget_note()
+    assert both == "10 of 100 APGD/FAB iterations, 20 of 5000 Square queries"
+    # rand runs no Square; fewer EOT draws than its 20 is a cut, more is not.
+    assert AutoAttackRand(AutoAttackRandParams(n_queries=20)).budget_note() is None
+    assert AutoAttackRand(AutoAttackRandParams(eot_iter=5)).budget_note() == "5 of 20 EOT draws per gradient"
+    assert AutoAttackRand(AutoAttackRandParams(eot_iter=40)).budget_note() is None

@@ -89,3 +89,8 @@ def test_preset_and_norms() -> None:
         cw.check(Threat("linf", 0.3))
     with pytest.raises(ValueError):
         CWParams(steps=0)
+
+
+def test_fewer_steps_than_the_protocol_are_stated() -> None:
+    assert CWL2().budget_note() is None
+    assert CWL2(CWParams(steps=100)).budget_note() == "100 of 1000 Adam steps"

@@ -58,3 +58,9 @@ def test_preset() -> None:
     assert "Andriushchenko" in sq.describe()["source"]
     with pytest.raises(ConfigError, match="works in linf, l2"):
         sq.check(Threat("l1", 5.0))
+
+
+def test_fewer_queries_than_autoattacks_are_stated() -> None:
+    assert Square().budget_note() is None
+    assert Square(SquareParams(n_queries=1000)).budget_note() == "1000 of 5000 queries"
+    assert Square(SquareParams(n_queries=10000)).budget_note() is None

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 import pytest
 import torch
 from torch import nn
 
-from bench.api import ATTACKS, FrontEnd, Identity, JobContext, Pipeline, Threat
+from bench.api import ATTACKS, DefenseParams, FrontEnd, Identity, JobContext, Pipeline, Threat
 from bench.attacks.pgd import PGD, PGDParams
 from bench.attacks.transfer import TransferParams, TransferPGD
+from bench.config import Normalization
 from bench.errors import ConfigError, EvaluationError
 from bench.jobs.attack import bind_surrogate, derived_seed, surrogate_pipeline
+from bench.jobs.configs import AttackJobConfig, ClassifierFromSource, FrontEndJobConfig
 from bench.jobs.spec import JobGraph, JobSpec
 from bench.jobs.upstream import Upstream
 
@@ -93,18 +95,30 @@ class FakeUpstream:
 
 def graph_with(trainable: bool) -> tuple[JobSpec, FakeUpstream, dict[str, nn.Module]]:
     g = JobGraph()
-    guide = g.add(JobSpec("train-classifier", "classifier guide", {"arch": "guide"}))
-    target = g.add(JobSpec("train-classifier", "classifier target", {"arch": "target"}))
-    fe = g.add(
-        JobSpec(
-            "train-defense",
-            "front-end flip",
-            {"kind": "flip", "trainable": trainable},
-            (guide.key,) if trainable else (),
+    norm = Normalization(mean=[0.0], std=[1.0])
+    guide, target = (
+        g.add(
+            JobSpec(
+                f"classifier {name}",
+                ClassifierFromSource(
+                    arch=name, dataset="mnist", num_classes=2, normalization=norm, seed=0, source=name
+                ),
+            )
         )
+        for name in ("guide", "target")
     )
-    config: dict[str, Any] = {"attack": "transfer-pgd", "params": {}, "eot_samples": 3, "vote_draws": 5}
-    spec = g.add(JobSpec("attack", "transfer", config, (fe.key, target.key)))
+    flip = FrontEndJobConfig(kind="flip", params=DefenseParams(), input_shape=(1, 4, 4), seed=0)
+    fe = g.add(JobSpec("front-end flip", flip, (guide.key,) if trainable else ()))
+    config = AttackJobConfig(
+        attack="transfer-pgd",
+        revision=1,
+        params=TransferParams(),
+        bpda=True,
+        norm="linf",
+        eps=0.1,
+        **{"protocol": 3, "n_eval": 64, "eval_seed": 0, "batch_size": 64, "eot_samples": 3, "vote_draws": 5},
+    )
+    spec = g.add(JobSpec("transfer", config, (fe.key, target.key)))
     models = {guide.key: binary_linear(1), target.key: binary_linear(2)}
     return spec, FakeUpstream(g, models), {"guide": models[guide.key], "target": models[target.key]}
 

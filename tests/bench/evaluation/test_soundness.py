@@ -6,7 +6,7 @@ checks see exactly what they see in a cell.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -39,13 +39,7 @@ INFO = DatasetInfo("tiny", CLASSES, SHAPE, (0.5,), (0.5,), N, N)
 AttackSpec = tuple[str, dict[str, Any], bool]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and two on two shared cores run these tests 7x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Quantize(FrontEnd):

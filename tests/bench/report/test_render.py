@@ -23,12 +23,13 @@ from typing import Any
 import pytest
 import torch
 
-from bench.evaluation.rows import accuracy_row
+from bench.evaluation.rows import ResultRow, accuracy_row
 from bench.report import pages
 from bench.report.data import MatrixKey
 from bench.report.pages import matrix_file_name, matrix_file_names
 from bench.report.render import render_site
 from bench.storage import JobRecord, Store
+from bench.uses import ClassifierUse, EvaluationUse, ExperimentKind, FrontEndUse, JobUse, Relation
 
 EPS = 8 / 255
 HOSTILE = "<script>alert(1)</script>"
@@ -40,37 +41,39 @@ T0 = datetime(2024, 5, 1, 12, 0, 0)
 # -- building the store --------------------------------------------------------------------------------------
 def use(
     exp: int,
-    kind: str,
-    relation: str,
+    kind: ExperimentKind,
+    relation: Relation,
     defense: str,
     guides: Sequence[str],
     target: str,
     *,
     attack: str = "worst-case",
-    **extra: Any,
-) -> dict[str, Any]:
-    return {
-        "experiment": exp,
-        "kind": kind,
-        "relation": relation,
-        "defense": defense,
-        "defense_kind": "none" if defense == "none" else "aaa",
-        "guides": list(guides),
-        "target": target,
-        "arch": "resnet18",
-        "dataset": "cifar10",
-        "train_dataset": "cifar10",
-        "threat": "linf-std",
-        "norm": "linf",
-        "eps": EPS,
-        "attack": attack,
-        **extra,
-    }
+    m: int | None = None,
+    draw: int | None = None,
+) -> EvaluationUse:
+    return EvaluationUse(
+        experiment=exp,
+        kind=kind,
+        relation=relation,
+        defense=defense,
+        defense_kind="none" if defense == "none" else "aaa",
+        guides=list(guides),
+        target=target,
+        arch="resnet18",
+        dataset="cifar10",
+        train_dataset="cifar10",
+        m=m,
+        draw=draw,
+        threat="linf-std",
+        norm="linf",
+        eps=EPS,
+        attack=attack,
+    )
 
 
 def rows(
-    u: dict[str, Any], clean: int, robust: int, n: int = 100, scale: tuple[str, ...] = ()
-) -> list[dict[str, Any]]:
+    u: EvaluationUse, clean: int, robust: int, n: int = 100, scale: tuple[str, ...] = ()
+) -> list[ResultRow]:
     def correct(k: int) -> torch.Tensor:
         return torch.arange(n) < k
 
@@ -78,8 +81,8 @@ def rows(
         examples="e" * 64, wall_s=12.5, n_forward=4000, n_backward=3900, scale_notes=scale
     )
     return [
-        accuracy_row(u, attack=u["attack"], metric="clean_accuracy", correct=correct(clean), **common),
-        accuracy_row(u, attack=u["attack"], metric="robust_accuracy", correct=correct(robust), **common),
+        accuracy_row(u, attack=u.attack, metric="clean_accuracy", correct=correct(clean), **common),
+        accuracy_row(u, attack=u.attack, metric="robust_accuracy", correct=correct(robust), **common),
     ]
 
 
@@ -92,9 +95,9 @@ def record(
     run: int,
     kind: str,
     label: str,
-    uses: list[dict[str, Any]],
+    uses: Sequence[JobUse],
     *,
-    results: Sequence[dict[str, Any]] = (),
+    results: Sequence[ResultRow] = (),
     flags: Sequence[dict[str, Any]] = (),
     config: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
@@ -121,7 +124,7 @@ def record(
 def cell(
     store: Store,
     run: int,
-    uses: list[dict[str, Any]],
+    uses: list[EvaluationUse],
     clean: int,
     robust: int,
     *,
@@ -135,7 +138,7 @@ def cell(
         {"check": "robust-le-clean", "passed": True, "detail": "robust <= clean on every example"},
         {"check": "inside-threat", "passed": failed is None, "detail": failed or "all within eps"},
     ]
-    label = f"cell {u['defense']} {u['guides']} -> {u['target']}"
+    label = f"cell {u.defense} {u.guides} -> {u.target}"
     record(store, run, "cell", label, uses, results=rows(u, clean, robust, n, scale), flags=flags)
     return job_key(run, label)
 
@@ -154,22 +157,30 @@ def start(store: Store, name: str, path: str | None = None) -> int:
 
 def build(store: Store) -> None:
     run = start(store, "demo")
-    for label in ("A", "B", "C"):
+    # C's row comes from a store written before a classifier job recorded where its normalization came from.
+    normalizations = {
+        "A": ("train", [0.4914, 0.4822, 0.4465], [0.247, 0.2435, 0.2616], "matrix"),
+        "B": ("weights", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "weights file"),
+        "C": ("weights", [0.0] * 3, [1.0] * 3, None),
+    }
+    for label, (origin, mean, std, came_from) in normalizations.items():
         record(
             store,
             run,
             "train-classifier",
             f"classifier {label}",
-            [{"classifier": label}],
-            config={"arch": "resnet18", "dataset": "cifar10", "seed": 0, "origin": "train"},
-            metrics={"test_accuracy": 0.942, "test_n": 10000},
+            [ClassifierUse(classifier=label)],
+            config={"arch": "resnet18", "dataset": "cifar10", "seed": 0, "origin": origin,
+                    "normalization": {"mean": mean, "std": std}},
+            metrics={"test_accuracy": 0.942, "test_n": 10000}
+            | ({"normalization_from": came_from} if came_from else {}),
         )
     record(
         store,
         run,
         "train-defense",
         "front-end aaa A+B",
-        [{"defense": "aaa", "guides": ["A", "B"]}],
+        [FrontEndUse(defense="aaa", guides=["A", "B"])],
         config={"kind": "aaa", "params": {"width": 32}, "seed": 0},
         metrics={"final_loss": 0.4321},
     )
@@ -178,7 +189,7 @@ def build(store: Store) -> None:
         run,
         "train-defense",
         "front-end none",
-        [{"defense": "none", "guides": []}],
+        [FrontEndUse(defense="none", guides=[])],
         config={"kind": "none", "params": {}, "seed": 0},
     )
 
@@ -374,6 +385,16 @@ def test_breakdown_and_cards(site: Path) -> None:
     html = matrix_page(site, "demo")
     assert "94.2%" in html and "final_loss 0.4321" in html
     assert "f" * 64 in html and "matrices/demo.yaml" in html
+
+
+def test_classifier_cards_show_the_normalization_and_where_it_came_from(site: Path) -> None:
+    cards = next(t for t in Tables(matrix_page(site, "demo")).tables if t.rows[0][0].text == "classifier")
+    assert [c.text for c in cards.rows[0][4:6]] == ["origin", "normalization"]
+    assert {r[0].text: (r[4].text, r[5].text) for r in cards.rows[1:]} == {
+        "A": ("train", "mean [0.4914, 0.4822, 0.4465], std [0.247, 0.2435, 0.2616] (matrix)"),
+        "B": ("weights", "mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225] (weights file)"),
+        "C": ("weights", "none"),
+    }
 
 
 def test_leaderboard_is_sorted_by_robust_accuracy_and_has_one_row_per_cell(site: Path) -> None:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -10,48 +9,51 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from bench.artifacts import StoredArtifact
+from bench.evaluation.rows import Metric, ResultRow
 from bench.storage import JobRecord, Store
 from bench.storage.models import Base
+from bench.uses import EvaluationUse
 
-USE = {
-    "experiment": 0,
-    "kind": "native",
-    "relation": "native",
-    "defense": "aaa",
-    "defense_kind": "aaa",
-    "guides": ["A"],
-    "target": "A",
-    "dataset": "mnist",
-    "norm": "linf",
-    "eps": 0.3,
-    "attack": "pgd",
-}
+USE = EvaluationUse(
+    experiment=0,
+    kind="native",
+    relation="native",
+    defense="aaa",
+    defense_kind="aaa",
+    guides=["A"],
+    target="A",
+    dataset="mnist",
+    threat="linf",
+    norm="linf",
+    eps=0.3,
+    attack="pgd",
+)
 
 
-def row(metric: str, value: float) -> dict[str, Any]:
-    return {
-        "dataset": "mnist",
-        "defense": "aaa",
-        "defense_kind": "aaa",
-        "guides": ["A"],
-        "target": "A",
-        "relation": "native",
-        "norm": "linf",
-        "epsilon": 0.3,
-        "attack": "pgd",
-        "metric": metric,
-        "n": 10,
-        "successes": int(value * 10),
-        "value": value,
-        "ci_low": 0.0,
-        "ci_high": 1.0,
-        "wall_s": 1.0,
-        "n_forward": 100,
-        "n_backward": 90,
-        "scale": "full",
-        "outcomes": "1" * 10,
-        "examples_sha256": "e" * 64,
-    }
+def row(metric: Metric, value: float) -> ResultRow:
+    return ResultRow(
+        dataset="mnist",
+        defense="aaa",
+        defense_kind="aaa",
+        guides=["A"],
+        target="A",
+        relation="native",
+        norm="linf",
+        epsilon=0.3,
+        attack="pgd",
+        metric=metric,
+        n=10,
+        successes=int(value * 10),
+        value=value,
+        ci_low=0.0,
+        ci_high=1.0,
+        wall_s=1.0,
+        n_forward=100,
+        n_backward=90,
+        scale="full",
+        outcomes="1" * 10,
+        examples_sha256="e" * 64,
+    )
 
 
 def record(key: str, robust: float) -> JobRecord:
@@ -92,6 +94,7 @@ def test_rewriting_a_job_replaces_its_rows(tmp_path: Path) -> None:
     assert {r.metric: r.value for r in rows}["robust_accuracy"] == 0.4
     assert len(store.flags_for(["k1"])) == 1
     assert len(store.run_jobs(run)) == 1
+    assert store.results_for(["k1"])[0].examples_sha256 == "e" * 64
     assert store.completed_artifacts("k1") == [StoredArtifact("outcomes", "/tmp/o", "s" * 64, 3)]
 
 
@@ -130,3 +133,30 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text("not a database\n" * 100)
     with pytest.raises(BenchError, match="is not a Frontline results store"):
         Store(bad)
+
+
+def test_links_keep_the_labels_as_plain_json_without_nulls(tmp_path: Path) -> None:
+    store = Store(tmp_path / "r.db")
+    run = start(store)
+    store.record_job(run, record("k1", 0.5), [USE])
+    (link,) = store.run_jobs(run)
+    assert link.labels == {
+        "uses": [
+            {
+                "experiment": 0,
+                "kind": "native",
+                "relation": "native",
+                "defense": "aaa",
+                "defense_kind": "aaa",
+                "guides": ["A"],
+                "target": "A",
+                "arch": "",
+                "dataset": "mnist",
+                "threat": "linf",
+                "norm": "linf",
+                "eps": 0.3,
+                "attack": "pgd",
+            }
+        ]
+    }
+    assert EvaluationUse.model_validate(link.labels["uses"][0]) == USE
