@@ -15,9 +15,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bench.errors import ConfigError
+from bench.evaluation.standard import KNOWN_STANDARD_VERSIONS, STANDARD_PROTOCOL_VERSION
 
 
 def _parse_fraction(v: Any) -> Any:
@@ -64,6 +73,9 @@ class ClassifierConfig(Strict):
     normalization: Literal["dataset", "imagenet", "none"] | Normalization | None = None
     #: Training-recipe parameters, validated by the recipe the architecture names.
     train: dict[str, Any] = Field(default_factory=dict)
+    #: A registered training recipe to use instead of the architecture's own (e.g. ``madry-at``); ``train``
+    #: is then validated by it.
+    recipe: str | None = None
 
     @model_validator(mode="after")
     def _one_origin(self) -> ClassifierConfig:
@@ -73,7 +85,7 @@ class ClassifierConfig(Strict):
             raise ValueError("give arch (a registered architecture) or source (e.g. robustbench:Standard)")
         if self.source is not None:
             # A zoo model brings its architecture, weights and normalization; these would be ignored.
-            ignored = [k for k in ("arch", "train", "normalization") if k in self.model_fields_set]
+            ignored = [k for k in ("arch", "train", "recipe", "normalization") if k in self.model_fields_set]
             if ignored:
                 raise ValueError(f"a source model brings its own architecture, weights and normalization; "
                                  f"remove {', '.join(ignored)}")
@@ -98,9 +110,11 @@ class ThreatConfig(Strict):
 class AttackConfig(Strict):
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
-    #: Off: attack the pipeline as written (gradients through non-differentiable parts are whatever autograd
-    #: gives). Only for demonstrating a naive evaluation; the soundness checks flag it.
-    bpda: bool = True
+    #: On: BPDA through every part the defense declares non-differentiable. ``frontend``: the whole front-end
+    #: straight-through (its output forward, the identity backward), which also gets through parts nobody
+    #: declared. Off: attack the pipeline as written (gradients through non-differentiable parts are whatever
+    #: autograd gives); only for demonstrating a naive evaluation, which the soundness checks flag.
+    bpda: bool | Literal["frontend"] = True
 
 
 class EvaluationConfig(Strict):
@@ -115,6 +129,29 @@ class EvaluationConfig(Strict):
     checks: bool = True
     #: Examples the soundness checks use (a prefix of the evaluation subset).
     n_checks: int = Field(200, ge=1)
+    #: ``standard``: the harness's own attack set (:mod:`bench.evaluation.standard`), as a cascade;
+    #: ``standard@N`` pins its version N. ``custom``: the matrix's ``attacks:`` block. Unset: standard
+    #: when the matrix has no ``attacks:`` block, custom when it has one.
+    protocol: str | None = None
+    #: A custom attack set's cascade: these attacks, in this order, each run only on the examples every
+    #: earlier one failed to break. Attacks not named here run side by side on every example.
+    cascade: list[str] | None = Field(None, min_length=1)
+
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, value: str | None) -> str | None:
+        if value is None or value == "custom":
+            return value
+        name, _, version = value.partition("@")
+        if name != "standard" or (version and not version.isdigit()):
+            raise ValueError(f"expected standard, standard@N or custom, got {value!r}")
+        if version and int(version) not in KNOWN_STANDARD_VERSIONS:
+            known = ", ".join(f"standard@{v}" for v in KNOWN_STANDARD_VERSIONS)
+            raise ValueError(
+                f"this Frontline runs standard protocol version(s) {known}, not {value!r}; run the matrix "
+                "with the Frontline release that defines it, or pin a version this one knows"
+            )
+        return value
 
 
 class CorruptionConfig(Strict):
@@ -193,11 +230,30 @@ class MatrixConfig(Strict):
     classifiers: dict[str, ClassifierConfig] = Field(min_length=1)
     defenses: dict[str, DefenseConfig] = Field(min_length=1)
     threats: dict[str, ThreatConfig] = Field(min_length=1)
-    attacks: dict[str, AttackConfig] = Field(min_length=1)
+    #: A custom attack set; omitted, every cell runs the standard protocol (``evaluation.protocol``).
+    attacks: dict[str, AttackConfig] | None = Field(None, min_length=1)
     evaluation: EvaluationConfig = EvaluationConfig()
     #: When present, every evaluated pipeline is also scored on corrupted copies of its evaluation images.
     corruptions: CorruptionConfig | None = None
     experiments: list[Experiment] = Field(min_length=1)
+
+    @property
+    def standard_protocol(self) -> int | None:
+        """The standard protocol version the cells run, or None for the matrix's own (custom) attack set."""
+        protocol = self.evaluation.protocol
+        if protocol is None:
+            return STANDARD_PROTOCOL_VERSION if self.attacks is None else None
+        if protocol == "custom":
+            return None
+        _, _, version = protocol.partition("@")
+        return int(version) if version else STANDARD_PROTOCOL_VERSION
+
+    @property
+    def cumulative(self) -> bool:
+        """Whether a cell also counts the adversarial examples its pipeline's attacks found at the threat's
+        smaller radii (robust accuracy cannot rise with epsilon): under the standard protocol and in a
+        custom cascade. A custom set run side by side keeps the cells (and job keys) it always had."""
+        return self.standard_protocol is not None or self.evaluation.cascade is not None
 
 
 def resolve_path(raw: str, base_dir: Path, data_root: Path) -> Path:

@@ -20,12 +20,14 @@ from bench.api import (
     DEFENSES,
     RECIPES,
     ImageData,
+    Norm,
     load_classifier_weights,
     load_state_dict_file,
     saved_normalization,
     sha256_file,
 )
 from bench.config import (
+    AttackConfig,
     ClassifierConfig,
     EnsembleSizeExperiment,
     Experiment,
@@ -40,6 +42,7 @@ from bench.data.corruptions import IMPLEMENTATION_VERSION as CORRUPTION_VERSION
 from bench.data.splits import eval_shortfall, eval_subset, train_shortfall, train_split
 from bench.errors import ConfigError
 from bench.evaluation.run_attack import PROTOCOL_VERSION
+from bench.evaluation.standard import standard_attacks
 from bench.jobs.configs import (
     AttackJobConfig,
     CellJobConfig,
@@ -53,7 +56,7 @@ from bench.jobs.configs import (
 )
 from bench.jobs.env import Env
 from bench.jobs.spec import JobGraph, JobSpec
-from bench.jobs.upstream import new_classifier
+from bench.jobs.upstream import new_classifier, new_frontend
 from bench.uses import ClassifierUse, EvaluationUse, FrontEndUse
 from bench.validate import guide_sets, unstated_normalization
 
@@ -73,6 +76,7 @@ class Planner:
         self.graph = JobGraph()
         self._classifier_keys: dict[str, str] = {}
         self._evaluations: list[str] = []
+        self._randomized: dict[str, bool] = {}
 
     # -- data -------------------------------------------------------------------------------------------
     def _split_note(self, data: ImageData, split: str) -> list[str]:
@@ -144,8 +148,9 @@ class Planner:
         else:
             assert c.arch is not None
             spec = CLASSIFIERS.get(c.arch)
-            assert spec.recipe is not None, "validation refuses to train an architecture without a recipe"
-            recipe = RECIPES.get(spec.recipe)
+            recipe_name = c.recipe or spec.recipe
+            assert recipe_name is not None, "validation refuses to train an architecture without a recipe"
+            recipe = RECIPES.get(recipe_name)
             params = recipe.Params.model_validate(c.train)
             train, notes = self._train_data(c.dataset, params.n_train, params.n_val)
             if params.epochs < recipe.full_scale_epochs:
@@ -153,7 +158,7 @@ class Planner:
                     f"classifier {label} trained {params.epochs} of {recipe.full_scale_epochs} epochs"
                 )
             notes = [f"classifier {label}: {n}" if not n.startswith("classifier") else n for n in notes]
-            config = TrainedClassifier.model_validate({**shared, "recipe": spec.recipe, "train": params})
+            config = TrainedClassifier.model_validate({**shared, "recipe": recipe_name, "train": params})
             data = f"{train.identity}+{test.identity}"
         job = self.graph.add(
             JobSpec(
@@ -223,6 +228,31 @@ class Planner:
             vote_draws=ev.vote_draws,
         )
 
+    def randomized(self, fe: JobSpec) -> bool:
+        """Whether a front-end draws at random (which AutoAttack version the standard protocol runs), read
+        from a freshly built one as the pipeline reads it from the trained one; building is cheap."""
+        if fe.key not in self._randomized:
+            built = new_frontend(fe.settings_as(FrontEndJobConfig))
+            self._randomized[fe.key] = bool(built.randomized)
+        return self._randomized[fe.key]
+
+    def attack_set(
+        self, exp: Experiment, fe: JobSpec, norm: Norm
+    ) -> tuple[list[tuple[str, AttackConfig]], list[str]]:
+        """A cell's attacks (label, config) in the order they are planned, and the labels of those that
+        cascade, in cascade order (they come first; the rest run side by side on every example)."""
+        if self.m.standard_protocol is not None:
+            chosen = [
+                (a.label, AttackConfig(kind=a.kind, params=a.params, bpda=a.bpda))
+                for a in standard_attacks(self.randomized(fe))
+                if norm in ATTACKS.get(a.kind).norms
+            ]
+            return chosen, [label for label, _ in chosen]
+        attacks = self.m.attacks or {}
+        names = exp.attacks or list(attacks)
+        cascade = [n for n in self.m.evaluation.cascade or [] if n in names]
+        return [(n, attacks[n]) for n in cascade + [n for n in names if n not in cascade]], cascade
+
     def evaluate(self, exp_index: int, exp: Experiment, front_end: FrontEndPlan, target: str) -> None:
         defense, guides = front_end.defense, front_end.guides
         fe = self.frontend(defense, guides)
@@ -238,7 +268,12 @@ class Planner:
         assert arch is not None  # the classifier's schema demands one of them
 
         def use(
-            threat: str, norm: str, eps: float, attack: str, attacks: list[str] | None = None
+            threat: str,
+            norm: str,
+            eps: float,
+            attack: str,
+            attacks: list[str] | None = None,
+            cascade: list[str] | None = None,
         ) -> EvaluationUse:
             return EvaluationUse(
                 experiment=exp_index,
@@ -258,17 +293,26 @@ class Planner:
                 eps=eps,
                 attack=attack,
                 attacks=attacks,
+                # A cell's use (the one listing its attacks) says which protocol chose them.
+                standard_protocol=self.m.standard_protocol if attacks is not None else None,
+                cascade=cascade,
             )
 
         if self.m.corruptions is not None:
             self.corruptions(fe, tkey, evald, use, upstream)
+        standard = self.m.standard_protocol
         for tname in exp.threats or list(self.m.threats):
             threat = self.m.threats[tname]
-            for eps in threat.epsilons:
+            chosen, cascade = self.attack_set(exp, fe, threat.norm)
+            # The attack jobs whose broken examples a cell at a larger radius of this threat also counts: per
+            # smaller radius, the last job of the cascade (its survivors survived every earlier attack) and
+            # every attack run side by side.
+            smaller: list[str] = []
+            for eps in sorted(threat.epsilons) if self.m.cumulative else threat.epsilons:
                 attack_keys = []
                 budget_notes: list[str] = []
-                for aname in exp.attacks or list(self.m.attacks):
-                    a = self.m.attacks[aname]
+                previous: tuple[str, ...] = ()
+                for aname, a in chosen:
                     attack_cls = ATTACKS.get(a.kind)
                     params = attack_cls.Params.model_validate(a.params)
                     config = AttackJobConfig(
@@ -278,6 +322,7 @@ class Planner:
                         bpda=a.bpda,
                         norm=threat.norm,
                         eps=eps,
+                        standard_protocol=standard,
                         **evaluation,
                     )
                     budget = attack_cls(params).budget_note()
@@ -287,7 +332,7 @@ class Planner:
                         JobSpec(
                             f"{aname} {threat.norm} eps={eps:g}: {defense} -> {target}",
                             config,
-                            (fe.key, tkey),
+                            (fe.key, tkey, *(previous if aname in cascade else ())),
                             evald.identity,
                             _dedupe([*upstream, *notes]),
                         ),
@@ -295,20 +340,31 @@ class Planner:
                     )
                     attack_keys.append(job.key)
                     self._evaluations.append(job.key)
+                    if aname in cascade:
+                        previous = (job.key,)
                 cell_config = CellJobConfig(
-                    norm=threat.norm, eps=eps, checks=ev.checks, n_checks=ev.n_checks, **evaluation
+                    norm=threat.norm,
+                    eps=eps,
+                    checks=ev.checks,
+                    n_checks=ev.n_checks,
+                    standard_protocol=standard,
+                    **evaluation,
                 )
+                labels = [aname for aname, _ in chosen]
                 cell = self.graph.add(
                     JobSpec(
                         f"cell {threat.norm} eps={eps:g}: {defense} -> {target}",
                         cell_config,
-                        (fe.key, tkey, *attack_keys),
+                        (fe.key, tkey, *attack_keys, *smaller),
                         evald.identity,
                         _dedupe([*upstream, *budget_notes]),
                     ),
-                    use(tname, threat.norm, eps, "worst-case", list(exp.attacks or self.m.attacks)),
+                    use(tname, threat.norm, eps, "worst-case", labels, cascade or None),
                 )
                 self._evaluations.append(cell.key)
+                if self.m.cumulative:
+                    alone = [k for k, label in zip(attack_keys, labels, strict=True) if label not in cascade]
+                    smaller += [*previous, *alone]
 
     def corruptions(
         self,

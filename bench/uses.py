@@ -54,6 +54,11 @@ class EvaluationUse(Record):
     attack: str
     #: A cell's attacks (the worst case is over these).
     attacks: list[str] | None = None
+    #: The standard protocol's version when it chose the attacks; None for a custom attack set.
+    standard_protocol: int | None = None
+    #: A cell's attacks that ran as a cascade, in cascade order (each only on the examples every earlier one
+    #: failed to break); None when every attack ran side by side on every example.
+    cascade: list[str] | None = None
 
 
 JobUse = ClassifierUse | FrontEndUse | EvaluationUse

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from torch import nn
 
 from bench.api import (
     ATTACKS,
@@ -19,7 +20,9 @@ from bench.api import (
     DEFENSES,
     RECIPES,
     SOURCES,
+    build_classifier,
     check_external,
+    freeze,
     load_plugins,
     load_state_dict_file,
     max_radius,
@@ -85,7 +88,8 @@ def validate_matrix(matrix: MatrixConfig, source: str, base_dir: Path, data_root
         path = f"defenses.{label}"
         if p.name(f"{path}.kind", "defense", d.kind, DEFENSES.names()):
             p.params(f"{path}.params", DEFENSES.get(d.kind).Params, d.params)
-    for label, a in matrix.attacks.items():
+    _check_protocol(p, matrix)
+    for label, a in (matrix.attacks or {}).items():
         path = f"attacks.{label}"
         if p.name(f"{path}.kind", "attack", a.kind, ATTACKS.names()):
             p.params(f"{path}.params", ATTACKS.get(a.kind).Params, a.params)
@@ -101,6 +105,32 @@ def validate_matrix(matrix: MatrixConfig, source: str, base_dir: Path, data_root
     for i, exp in enumerate(matrix.experiments):
         _check_experiment(p, f"experiments[{i}]", exp, matrix, shapes)
     p.raise_if_any()
+
+
+def _check_protocol(p: Problems, matrix: MatrixConfig) -> None:
+    """The standard protocol brings its own attacks, so a matrix that also names some is ambiguous: refused
+    rather than one side silently ignored. A cascade orders the matrix's own attacks, once each."""
+    ev = matrix.evaluation
+    attacks = matrix.attacks or {}
+    if matrix.standard_protocol is not None:
+        fix = "remove them to run the standard protocol, or set evaluation.protocol: custom to run only yours"
+        if attacks:
+            p.add("attacks", f"evaluation.protocol: {ev.protocol} runs the standard attack set, which an "
+                             f"attacks: block would contradict; {fix}")
+        for i, exp in enumerate(matrix.experiments):
+            if exp.attacks:
+                p.add(f"experiments[{i}].attacks", f"the matrix runs the standard protocol, whose attack set "
+                                                   f"is fixed; {fix}")
+        if ev.cascade is not None:
+            p.add("evaluation.cascade", "the standard protocol cascades its own attacks in its own order; "
+                                        "cascade orders a custom attack set (evaluation.protocol: custom)")
+        return
+    if not attacks:
+        p.add("attacks", "evaluation.protocol: custom runs the matrix's own attacks, but it names none; add "
+                         "an attacks: block, or remove protocol: custom to run the standard protocol")
+    for j, name in enumerate(ev.cascade or []):
+        if p.name(f"evaluation.cascade[{j}]", "attack", name, attacks) and (ev.cascade or []).index(name) < j:
+            p.add(f"evaluation.cascade[{j}]", f"attack {name!r} is already in the cascade; each runs once")
 
 
 def _check_corruptions(p: Problems, matrix: MatrixConfig, shapes: dict[str, tuple[int, int, int]]) -> None:
@@ -159,14 +189,20 @@ def _check_classifier(
                 p.add(f"{path}.weights", str(exc))
         if c.train:
             p.add(f"{path}.train", "a classifier loaded from weights is not trained: remove 'train'")
-    elif spec.recipe is None:
+        if c.recipe is not None:
+            p.add(f"{path}.recipe", "a classifier loaded from weights is not trained: remove 'recipe'")
+    elif c.recipe is None and spec.recipe is None:
         p.add(
             path,
             f"classifier {label!r} cannot be trained: architecture {c.arch!r} has no training recipe (it is "
             "only loaded from weights); give weights: FILE",
         )
-    elif p.name(f"{path}.arch", "training recipe", spec.recipe, RECIPES.names()):
-        p.params(f"{path}.train", RECIPES.get(spec.recipe).Params, c.train)
+    else:
+        recipe = c.recipe or spec.recipe
+        assert recipe is not None
+        named_at = f"{path}.recipe" if c.recipe is not None else f"{path}.arch"
+        if p.name(named_at, "training recipe", recipe, RECIPES.names()):
+            p.params(f"{path}.train", RECIPES.get(recipe).Params, c.train)
     return info.input_shape
 
 
@@ -191,7 +227,8 @@ def _check_experiment(
 
     names("defenses", "defense", exp.defenses, matrix.defenses)
     names("threats", "threat", exp.threats or [], matrix.threats)
-    names("attacks", "attack", exp.attacks or [], matrix.attacks)
+    if matrix.attacks is not None:  # the standard protocol refuses experiments that name attacks
+        names("attacks", "attack", exp.attacks or [], matrix.attacks)
     sets = guide_sets(exp)
     for j, s in enumerate(sets):
         names(
@@ -257,7 +294,49 @@ def _check_experiment(
                     f"target {t!r} takes inputs of shape {shapes[t]} but the front-end is "
                     f"trained on {sorted(gshape)}: a front-end is applied unchanged, so shapes must match",
                 )
+    _check_defenses_with_guides(p, path, exp, matrix, sets)
     _check_threat_attack_pairs(p, path, exp, matrix, [shapes[t] for t in _evaluated(exp) if t in shapes])
+
+
+def _check_defenses_with_guides(
+    p: Problems, path: str, exp: Experiment, matrix: MatrixConfig, sets: list[list[str]]
+) -> None:
+    """Ask each trainable defense whether it can train through each of the experiment's guide sets (guide
+    layers it names, the guides' input shapes, the input size its network takes; see ``Defense.check``), on
+    untrained guides of the same architectures: nothing is loaded or downloaded. Zoo models (``source``) are
+    left out of the sets; an ensemble-size pool is asked as one set, since any of its draws may be trained."""
+    skeletons: dict[str, nn.Module | None] = {}
+
+    def skeleton(label: str) -> nn.Module | None:
+        if label not in skeletons:
+            c = matrix.classifiers[label]
+            built = None  # a zoo model, or one whose problem is reported with the classifier
+            if c.arch is not None and c.arch in CLASSIFIERS and c.dataset in DATASETS:
+                info = DATASETS.get(c.dataset).info
+                spec = CLASSIFIERS.get(c.arch)
+                if spec.compatibility_error(c.dataset, info.input_shape, info.num_classes) is None:
+                    built = freeze(build_classifier(c.arch, info.num_classes, info.mean, info.std))
+            skeletons[label] = built
+        return skeletons[label]
+
+    for j, name in enumerate(exp.defenses):
+        d = matrix.defenses.get(name)
+        if d is None or d.kind not in DEFENSES or not DEFENSES.get(d.kind).trainable:
+            continue
+        cls = DEFENSES.get(d.kind)
+        try:
+            params = cls.Params.model_validate(d.params)
+        except ValidationError:
+            continue  # reported with the defense's parameters
+        for s in sets:
+            first = matrix.classifiers[s[0]].dataset
+            if first not in DATASETS:
+                continue
+            guides = [g for g in map(skeleton, s) if g is not None]
+            try:
+                cls().check(params, DATASETS.get(first).info.input_shape, guides)
+            except ConfigError as exc:
+                p.add(f"{path}.defenses[{j}]", f"defense {name!r} ({d.kind}), guides {'+'.join(s)}: {exc}")
 
 
 def _evaluated(exp: Experiment) -> list[str]:
@@ -274,7 +353,8 @@ def _check_threat_attack_pairs(
     target_shapes: list[tuple[int, int, int]],
 ) -> None:
     threat_names = [t for t in (exp.threats or matrix.threats) if t in matrix.threats]
-    attack_names = [a for a in (exp.attacks or matrix.attacks) if a in matrix.attacks]
+    attacks = matrix.attacks or {}  # the standard protocol leaves out the attacks a norm does not suit
+    attack_names = [a for a in (exp.attacks or attacks) if a in attacks]
     for tn in threat_names:
         t = matrix.threats[tn]
         for i, eps in enumerate(t.epsilons):
@@ -287,7 +367,7 @@ def _check_threat_attack_pairs(
                         f"radius that constrains images of shape {shape} in [0,1]",
                     )
         for an in attack_names:
-            kind = matrix.attacks[an].kind
+            kind = attacks[an].kind
             if kind in ATTACKS and tn == threat_names[0]:
                 _check_guides_needed(p, path, exp, matrix, an)
             if kind in ATTACKS and t.norm not in ATTACKS.get(kind).norms:
@@ -304,7 +384,7 @@ def _check_reach(p: Problems, matrix: MatrixConfig, attack: str, threat: str, ep
     """PGD whose steps add up to less than the radius never explores the ball's edge, where adversarial
     examples live; a number from it is the step schedule's, not the defense's. Typical cause: a preset with
     absolute step sizes tuned for CIFAR's 8/255 run at MNIST's 0.3."""
-    cfg = matrix.attacks[attack]
+    cfg = (matrix.attacks or {})[attack]
     cls = ATTACKS.get(cfg.kind)
     try:
         params = cls.Params.model_validate(cfg.params)
@@ -324,7 +404,7 @@ def _check_reach(p: Problems, matrix: MatrixConfig, attack: str, threat: str, ep
 
 
 def _check_guides_needed(p: Problems, path: str, exp: Experiment, matrix: MatrixConfig, attack: str) -> None:
-    cfg = matrix.attacks[attack]
+    cfg = (matrix.attacks or {})[attack]
     cls = ATTACKS.get(cfg.kind)
     try:
         needs = cls(cls.Params.model_validate(cfg.params)).needs_guides()

@@ -31,9 +31,9 @@ from bench.api.context import JobContext, Progress
 from bench.api.data import DatasetInfo, ImageData, content_hash
 from bench.api.datasets import DATASETS, DatasetSource, dataset_info, register_dataset
 from bench.api.defense import DEFENSES, Defense, DefenseParams, register_defense
-from bench.api.frontend import FrontEnd, Identity, NonDifferentiable, set_bpda
+from bench.api.frontend import FrontEnd, Identity, NonDifferentiable, StraightThrough, set_bpda
 from bench.api.losses import LOSSES, cross_entropy, dlr, margin
-from bench.api.pipeline import NO_MAJORITY, LossFn, Pipeline
+from bench.api.pipeline import NO_MAJORITY, BpdaMode, LossFn, Pipeline
 from bench.api.recipe import RECIPES, Recipe, RecipeParams, register_recipe
 from bench.api.registry import Entry, Registry, load_plugins
 from bench.api.resume import Stateful, TrainingState
@@ -80,6 +80,7 @@ __all__ = [
     "AttackEvidence",
     "AttackParams",
     "BenchError",
+    "BpdaMode",
     "CellEvidence",
     "Check",
     "CheckResult",
@@ -111,6 +112,7 @@ __all__ = [
     "SourceCheck",
     "SourceLoader",
     "Stateful",
+    "StraightThrough",
     "Threat",
     "TrainingState",
     "UnknownNameError",

@@ -35,6 +35,14 @@ class AttackEvidence:
     n_backward: int = 0
     nonfinite_grads: int = 0
     zero_grads: int = 0
+    #: Bool per example: the examples the attack ran on. In a cascade an attack runs only on the examples
+    #: every earlier attack failed to break, and ``robust`` is False for the rest (they are already broken).
+    #: None: every clean-correct example, as when attacks run side by side.
+    attacked: torch.Tensor | None = None
+    #: Bool per example: examples the attack left robust whose input gradient (margin loss, at the attack's
+    #: final point) was exactly zero or of vanishing norm, so the attack had nothing to follow there. None for
+    #: an attack that takes no gradients.
+    dead_gradients: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,13 @@ def worst_case(attacks: Sequence[AttackEvidence], n: int | None = None) -> torch
 class CheckResult:
     passed: bool
     detail: str
+    #: Bool per check example (the first ``n_checks``): verified adversarial examples the check's own attacks
+    #: found at a radius no larger than the cell's. Robust accuracy cannot rise with the radius, so the cell
+    #: folds them into its worst case.
+    counterexamples: torch.Tensor | None = None
+    #: Labels of the cell's attacks whose own number the check found unreliable (dead gradients, say), even
+    #: where another attack saved the cell's worst case; the per-attack table marks them.
+    unreliable_attacks: tuple[str, ...] = ()
 
 
 Check = Callable[[CellEvidence], CheckResult]

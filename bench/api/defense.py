@@ -57,6 +57,17 @@ class Defense(ABC):
         """
         return {}
 
+    def check(self, params: Any, input_shape: tuple[int, int, int], guides: Sequence[nn.Module]) -> None:
+        """Raise :class:`~bench.errors.ConfigError` for what only the defense knows is wrong with this pairing
+        of parameters, input shape and guides (a guide layer it names that a guide lacks, guides that do not
+        fit together, a network the input size cannot take).
+
+        Called before ``fit`` with the real guides, and by ``bench validate`` before any work with untrained
+        guides of the same architectures (zoo models it cannot build without downloading are left out): a
+        check may read structure and run a forward pass, never rely on weights. The default accepts all.
+        """
+        return None
+
     def epochs_at_full_scale(self, params: Any) -> int | None:
         """The paper's epoch count, so the harness can say when a run was trained at reduced scale."""
         return None

@@ -22,8 +22,9 @@ class FrontEnd(nn.Module):
     """Base class of every front-end; subclasses implement ``forward``."""
 
     #: True when the output depends on random draws; attacks then average gradients (EOT) and judge
-    #: success by majority over fresh draws.
-    randomized: ClassVar[bool] = False
+    #: success by majority over fresh draws. A class-level declaration, which a wrapper such as
+    #: :class:`StraightThrough` overrides per instance with the value of the front-end it wraps.
+    randomized: bool = False
     #: The interval every output pixel is promised to lie in, whatever the input in [0,1]; the contract tests
     #: hold each registered defense to it. A front-end whose output feeds the classifier outside the image
     #: box (a denoiser whose output is not clamped, say) declares its wider range here.
@@ -100,6 +101,58 @@ class NonDifferentiable(nn.Module):
         with torch.no_grad():
             exact = self.fn(x.detach())
         return surrogate + (exact - surrogate).detach()
+
+
+class _IdentityBackward(torch.autograd.Function):
+    """Returns ``exact`` (computed without a graph) and passes the gradient to ``x`` unchanged."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+        return exact.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
+
+
+class StraightThrough(FrontEnd):
+    """BPDA through a whole front-end (Athalye et al. 2018): its exact output forward, the identity backward.
+
+    A front-end maps images to images of the same shape, so the identity is always an available approximation
+    of its Jacobian. Attacked this way, a part the author never declared :class:`NonDifferentiable` (a
+    rounding, a ``.detach()``, a saturating or deeply iterated map) cannot hide the classifier's gradient.
+    The wrapped front-end runs without a graph, so its declared parts return their exact values too, and
+    the output is bit-identical to the wrapped front-end's. Randomness and the private stream are the wrapped
+    front-end's: the harness's seeding reaches it, and EOT and votes apply when it is randomized.
+    """
+
+    def __init__(self, frontend: FrontEnd) -> None:
+        super().__init__()
+        self.inner = frontend
+        self.randomized = frontend.randomized
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            out: torch.Tensor = self.inner(x)
+            return out
+        with torch.no_grad():
+            exact: torch.Tensor = self.inner(x.detach())
+        if exact.shape != x.shape:
+            return exact  # the pipeline reports the wrong shape; no gradient can be defined for it
+        through: torch.Tensor = _IdentityBackward.apply(x, exact)
+        return through
+
+    def reseed(self, seed: int) -> None:
+        self.inner.reseed(seed)
+
+    def rng(self, device: torch.device) -> torch.Generator:
+        return self.inner.rng(device)
+
+    def random_state(self) -> dict[str, Any]:
+        return self.inner.random_state()
+
+    def load_random_state(self, state: dict[str, Any]) -> None:
+        self.inner.load_random_state(state)
 
 
 def set_bpda(module: nn.Module, enabled: bool) -> int:

@@ -6,20 +6,26 @@ applies BPDA to the parts the defense declared non-differentiable, and judges ra
 majority over fresh draws rather than by one lucky sample. It also tallies every input gradient any attack
 takes through it (its own PGD, CW, pyautoattack's code): a NaN or all-zero gradient blinds an attack
 without an error (``sign(NaN)`` is 0, so PGD just stops moving), and the tally is what lets a cell say so.
+A front-end whose output has no graph back to its input at all (a comparison, a ``.detach()``) is joined to
+it with a zero gradient, so every attack runs to the end and sees the zero instead of crashing in autograd.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from bench.api.frontend import FrontEnd, set_bpda
+from bench.api.frontend import FrontEnd, StraightThrough, set_bpda
 from bench.errors import EvaluationError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: How gradients cross the front-end: True, BPDA through the parts the defense declared non-differentiable;
+#: False, autograd as written (what a naive attacker uses); ``"frontend"``, BPDA through the whole front-end
+#: (:class:`~bench.api.frontend.StraightThrough`), which needs no declaration.
+BpdaMode = bool | Literal["frontend"]
 
 
 class _CountBackward(torch.autograd.Function):
@@ -37,6 +43,21 @@ class _CountBackward(torch.autograd.Function):
         return grad, None
 
 
+class _ZeroGradient(torch.autograd.Function):
+    """Joins a front-end output that has no graph to the input it came from, with the gradient of a locally
+    constant map: zero. Autograd would otherwise refuse the backward pass, and the attack would crash."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.input_like = (x.shape, x.dtype, x.device)
+        return z.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        shape, dtype, device = ctx.input_like
+        return None, torch.zeros(shape, dtype=dtype, device=device)
+
+
 #: Label :meth:`Pipeline.predict` gives a randomized pipeline whose vote has no strict winner: it is right
 #: for no class, so a tie that includes the true label never counts as robust.
 NO_MAJORITY = -1
@@ -48,16 +69,18 @@ class Pipeline(nn.Module):
         classifier: nn.Module,
         frontend: FrontEnd,
         *,
-        bpda: bool = True,
+        bpda: BpdaMode = True,
         eot_samples: int = 20,
         vote_draws: int = 21,
     ) -> None:
         super().__init__()
+        if bpda == "frontend" and not isinstance(frontend, StraightThrough):
+            frontend = StraightThrough(frontend)
         self.classifier = classifier
         self.frontend = frontend
         self.n_forward = 0
         self.n_backward = 0
-        self.bpda_parts = set_bpda(frontend, bpda)
+        self.bpda_parts = set_bpda(frontend, bpda is not False)
         self.randomized = bool(frontend.randomized)
         self.eot_samples = eot_samples if self.randomized else 1
         self.vote_draws = vote_draws if self.randomized else 1
@@ -89,6 +112,8 @@ class Pipeline(nn.Module):
                 f"front-end {type(self.frontend).__name__} changed the input shape from {tuple(x.shape)} to "
                 f"{tuple(z.shape)}; a front-end must return images of the shape it is given"
             )
+        if x.requires_grad and torch.is_grad_enabled() and not z.requires_grad:
+            z = _ZeroGradient.apply(z, x)
         logits: torch.Tensor = self.classifier(z)
         return logits
 

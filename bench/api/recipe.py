@@ -52,6 +52,15 @@ class Recipe(ABC):
     def augment(self, x: torch.Tensor, params: Any, gen: torch.Generator) -> torch.Tensor:
         return x
 
+    def train_inputs(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Any, gen: torch.Generator
+    ) -> torch.Tensor:
+        """The images a step trains on, given its augmented batch: the batch itself, or, for adversarial
+        training, adversarial examples of it against the current ``model`` (drawing from ``gen``, the
+        loop's checkpointed stream). Called in train mode and outside autocast; must leave ``model`` in
+        train mode."""
+        return x
+
     def fit(self, model: nn.Module, train: ImageData, params: Any, ctx: JobContext) -> dict[str, float]:
         """Train in place, resuming from the job's last checkpoint; returns throughput and the last epoch's
         loss for the job's card."""
@@ -81,6 +90,7 @@ class Recipe(ABC):
                 x = self.augment(images[idx].float().div_(255.0), params, gen)
                 if ctx.use_channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
+                x = self.train_inputs(model, x, labels[idx], params, gen)
                 with ctx.autocast():
                     loss = F.cross_entropy(step_model(x), labels[idx])
                 opt.zero_grad(set_to_none=True)

@@ -10,7 +10,10 @@ from pydantic import BaseModel, ConfigDict
 from bench.stats import clopper_pearson
 from bench.uses import EvaluationUse
 
-Metric = Literal["clean_accuracy", "robust_accuracy", "corrupted_accuracy"]
+#: ``cascade_robust_accuracy``: an attack job of a cascade, robust against it and every attack before it
+#: (the cascade's running worst case; the attack ran only on what the earlier ones left robust, so this is
+#: not the attack's own number).
+Metric = Literal["clean_accuracy", "robust_accuracy", "cascade_robust_accuracy", "corrupted_accuracy"]
 
 
 class ResultRow(BaseModel):

@@ -1,4 +1,9 @@
-"""Attack one pipeline (front-end + target) at one radius with one attack; keep per-example outcomes."""
+"""Attack one pipeline (front-end + target) at one radius with one attack; keep per-example outcomes.
+
+In a cascade the job attacks only the examples the job before it (its one further dep) left robust, so its
+robust mask is the cascade's running worst case, not the attack's own number: such a job records how many
+examples it ran on and how many it broke, and no ``robust_accuracy`` row that would read as a standalone one.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import hashlib
 
 import torch
 
-from bench.api import ATTACKS, Attack, FrontEnd, Identity, ImageData, Pipeline, Threat
+from bench.api import ATTACKS, Attack, BpdaMode, FrontEnd, Identity, ImageData, Pipeline, Threat
 from bench.data.splits import eval_subset
 from bench.errors import ConfigError
 from bench.evaluation.rows import Metric, ResultRow, accuracy_row
@@ -44,7 +49,9 @@ def attack_seed(spec: JobSpec) -> int:
     return derived_seed("defense-under-attack", spec.key)
 
 
-def pipeline_for(spec: JobSpec, upstream: Upstream, *, bpda: bool = True) -> Pipeline:
+def pipeline_for(spec: JobSpec, upstream: Upstream, *, bpda: BpdaMode = True) -> Pipeline:
+    """The attacked pipeline; ``bpda="frontend"`` puts the whole front-end straight-through
+    (:class:`bench.api.StraightThrough`, which the pipeline wraps it in)."""
     c = spec.settings_as(EvaluatingJobConfig)
     frontend = upstream.frontend(spec.deps[0])
     frontend.reseed(judging_seed(spec))
@@ -52,7 +59,7 @@ def pipeline_for(spec: JobSpec, upstream: Upstream, *, bpda: bool = True) -> Pip
     return Pipeline(classifier, frontend, bpda=bpda, eot_samples=c.eot_samples, vote_draws=c.vote_draws)
 
 
-def surrogate_pipeline(spec: JobSpec, upstream: Upstream, kind: str, *, bpda: bool = True) -> Pipeline:
+def surrogate_pipeline(spec: JobSpec, upstream: Upstream, kind: str, *, bpda: BpdaMode = True) -> Pipeline:
     """The pipeline a transfer attack crafts on, built from the attack job's own upstream jobs.
 
     ``undefended`` is the target classifier (``spec.deps[1]``) behind the identity; ``guide`` is a fresh copy
@@ -81,7 +88,7 @@ def surrogate_pipeline(spec: JobSpec, upstream: Upstream, kind: str, *, bpda: bo
 
 
 def bind_surrogate(
-    attack: Attack, spec: JobSpec, upstream: Upstream, *, bpda: bool = True
+    attack: Attack, spec: JobSpec, upstream: Upstream, *, bpda: BpdaMode = True
 ) -> Pipeline | None:
     """Hand an attack that declares ``needs_surrogate`` its surrogate pipeline; None for other attacks."""
     if not type(attack).needs_surrogate:
@@ -105,8 +112,12 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     attack = ATTACKS.get(c.attack)(c.params)
     threat = Threat(c.norm, c.eps)
     surrogate = bind_surrogate(attack, spec, upstream, bpda=c.bpda)
-    out = run_attack(pipeline, attack, data, threat, env.ctx, c.batch_size, attack_seed(spec))
+    # A cascaded job's one further dep is the job before it: attack only what that one left robust.
+    only = upstream.tensors(spec.deps[2], "outcomes")["robust"].bool() if len(spec.deps) > 2 else None
+    out = run_attack(pipeline, attack, data, threat, env.ctx, c.batch_size, attack_seed(spec), only=only)
     use = upstream.graph.evaluation_use(spec.key)
+    attacked = out.attacked if out.attacked is not None else out.clean
+    run_on, broke = int(attacked.sum()), int((attacked & ~out.robust).sum())
 
     def row(metric: Metric, correct: torch.Tensor) -> ResultRow:
         return accuracy_row(
@@ -121,7 +132,7 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
             scale_notes=spec.scale_notes,
         )
 
-    floor = attack.cost_per_example(pipeline) * int(out.clean.sum())
+    floor = attack.cost_per_example(pipeline) * run_on
     report = attack.describe()
     extra: dict[str, object] = {}
     # Every input gradient the attack took, the surrogate's included: a NaN there blinds a transfer attack.
@@ -131,17 +142,26 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
         extra = {"surrogate_n_forward": surrogate.n_forward, "surrogate_n_backward": surrogate.n_backward}
         s_nonfinite, s_zero = surrogate.gradient_report()
         nonfinite, zero, backward = nonfinite + s_nonfinite, zero + s_zero, backward + surrogate.n_backward
+    outcomes = {
+        "clean": out.clean.to(torch.uint8),
+        "robust": out.robust.to(torch.uint8),
+        "x_adv": out.x_adv.float(),
+        "cost": torch.tensor([out.wall_s, out.n_forward, out.n_backward], dtype=torch.float64),
+        "gradients": torch.tensor([nonfinite, zero, backward], dtype=torch.int64),
+    }
+    if only is not None:
+        outcomes["attacked"] = attacked.to(torch.uint8)
+    if out.dead is not None:
+        outcomes["dead"] = out.dead.to(torch.uint8)
+    # Run alone, the attack's robust mask is its own number; in a cascade it is the running worst case of
+    # this attack and every one before it, kept under a name that says so.
+    robust_metric: Metric = "robust_accuracy" if only is None else "cascade_robust_accuracy"
     return JobOutput(
-        tensors={
-            "outcomes": {
-                "clean": out.clean.to(torch.uint8),
-                "robust": out.robust.to(torch.uint8),
-                "x_adv": out.x_adv.float(),
-                "cost": torch.tensor([out.wall_s, out.n_forward, out.n_backward], dtype=torch.float64),
-                "gradients": torch.tensor([nonfinite, zero, backward], dtype=torch.int64),
-            }
-        },
+        tensors={"outcomes": outcomes},
         metrics={
+            "run_on": run_on,
+            "broke": broke,
+            "cascade": only is not None,
             "wall_s": out.wall_s,
             "n_forward": out.n_forward,
             "n_backward": out.n_backward,
@@ -153,5 +173,5 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
             **extra,
         },
         json={"attack": report},
-        results=[row("clean_accuracy", out.clean), row("robust_accuracy", out.robust)],
+        results=[row("clean_accuracy", out.clean), row(robust_metric, out.robust)],
     )

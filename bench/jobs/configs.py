@@ -79,6 +79,9 @@ class EvaluatingJobConfig(JobConfig):
     batch_size: int
     eot_samples: int
     vote_draws: int
+    #: The standard protocol's version (:mod:`bench.evaluation.standard`) for its attack and cell jobs; None
+    #: (absent) for a custom attack set, and for corruption jobs, which attack nothing.
+    standard_protocol: int | None = None
 
 
 class AttackJobConfig(EvaluatingJobConfig):
@@ -87,7 +90,9 @@ class AttackJobConfig(EvaluatingJobConfig):
     attack: str
     revision: int
     params: SerializeAsAny[AttackParams]
-    bpda: bool
+    #: As :attr:`bench.config.AttackConfig.bpda`. A cascaded attack job's one further dep is the job before
+    #: it in the cascade, whose surviving examples are the only ones it attacks.
+    bpda: bool | Literal["frontend"]
     norm: Norm
     eps: float
 

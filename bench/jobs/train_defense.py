@@ -10,7 +10,7 @@ from torch import nn
 
 from bench.api import DEFENSES, FrontEnd, freeze
 from bench.data.splits import train_split
-from bench.errors import EvaluationError
+from bench.errors import ConfigError, EvaluationError
 from bench.jobs.configs import FrontEndJobConfig
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
@@ -36,6 +36,12 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
         train, val = train_split(env.dataset(c.dataset, "train"), c.n_train, c.n_val or 0)
         labels = [upstream.graph[k].label for k in spec.deps]
         with guides_kept(guides, labels, c.kind):
+            # What only the defense can judge (layers it names, guides that do not fit together) stops the job
+            # here, with the guides named in order, rather than deep in its training loop.
+            try:
+                defense.check(params, shape, guides)
+            except ConfigError as exc:
+                raise ConfigError(f"defense {c.kind!r} with guides {', '.join(labels)}: {exc}") from exc
             metrics = defense.fit(frontend, guides, train, val, params, ctx)
         if ctx.checkpoints is not None and ctx.checkpoints.resumed_from is not None:
             metrics["resumed_from_epoch"] = ctx.checkpoints.resumed_from

@@ -61,10 +61,27 @@ class CellView:
     draw: int | None = None
     failed_checks: tuple[tuple[str, str], ...] = ()
     passed_checks: tuple[tuple[str, str], ...] = ()
+    #: The standard protocol's version when it chose the attacks; None for a custom attack set.
+    standard_protocol: int | None = None
+    #: The attacks that ran as a cascade, in order (the rest ran side by side on every example).
+    cascade: tuple[str, ...] = ()
+    #: Per attack, the checks that found its own number unreliable, even where the worst case survived it.
+    unreliable_attacks: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def worst_case(self) -> bool:
         return self.attack == "worst-case"
+
+    @property
+    def evaluated_with(self) -> str:
+        """What the robust number is the worst case over: the standard protocol, or the attacks a matrix
+        chose (and the order of those that cascaded); empty where the store does not say."""
+        if not self.attacks:
+            return ""
+        if self.standard_protocol is not None:
+            return f"standard protocol v{self.standard_protocol} ({' → '.join(self.attacks)})"
+        text = f"custom attack set: {', '.join(self.attacks)}"
+        return f"{text} (cascade: {' → '.join(self.cascade)})" if self.cascade else text
 
     @property
     def reliable(self) -> bool:
@@ -77,6 +94,39 @@ class CellView:
     @property
     def guide_label(self) -> str:
         return "+".join(self.guides) if self.guides else "-"
+
+
+@dataclass(frozen=True)
+class AttackView:
+    """One attack job of a cell: how many examples it ran on and how many of those it broke.
+
+    Run side by side, an attack ran on every clean-correct example and ``robust`` is its own number. In a
+    cascade it ran only on what the attacks before it left robust, and ``robust`` is the cascade's running
+    worst case up to it, not a standalone number.
+    """
+
+    job_key: str
+    experiment: int
+    defense: str
+    guides: tuple[str, ...]
+    target: str
+    threat: str
+    norm: str
+    eps: float
+    attack: str
+    clean: Metric
+    robust: Metric
+    run_on: int
+    broke: int
+    cascade: bool
+    scale: str
+    wall_s: float
+    n_forward: int
+    n_backward: int
+
+    @property
+    def reduced(self) -> bool:
+        return self.scale != "full"
 
 
 @dataclass(frozen=True)
@@ -109,6 +159,7 @@ class RunShare:
 class RunView:
     run: Run
     cells: list[CellView] = field(default_factory=list)
+    attacks: list[AttackView] = field(default_factory=list)
     corruptions: list[CorruptionView] = field(default_factory=list)
     classifiers: list[dict[str, Any]] = field(default_factory=list)
     frontends: list[dict[str, Any]] = field(default_factory=list)
@@ -204,9 +255,13 @@ def run_view(store: Store, run: Run, runs: Mapping[int, Run] | None = None) -> R
                 for use in evaluations
             )
             continue
+        if job.kind == "attack":
+            view.attacks.extend(_attack_views(job.key, job.metrics, rows, evaluations))
+            continue
         if "robust_accuracy" not in rows or "clean_accuracy" not in rows:
             continue
         robust, clean = rows["robust_accuracy"], rows["clean_accuracy"]
+        unreliable = job.metrics.get("unreliable_attacks", {})
         failed = tuple((f.check, f.detail) for f in flags.get(job.key, []) if not f.passed)
         passed = tuple((f.check, f.detail) for f in flags.get(job.key, []) if f.passed)
         for use in evaluations:
@@ -241,10 +296,50 @@ def run_view(store: Store, run: Run, runs: Mapping[int, Run] | None = None) -> R
                     draw=use.draw,
                     failed_checks=failed,
                     passed_checks=passed,
+                    standard_protocol=use.standard_protocol,
+                    cascade=tuple(use.cascade or ()),
+                    unreliable_attacks=tuple((a, tuple(checks)) for a, checks in unreliable.items()),
                 )
             )
     view.computed = [RunShare(runs[i], computed_jobs[i], computed_cells[i]) for i in sorted(computed_jobs)]
     return view
+
+
+def _attack_views(
+    key: str, metrics: dict[str, Any], rows: dict[str, Result], uses: list[EvaluationUse]
+) -> list[AttackView]:
+    cascade = "cascade_robust_accuracy" in rows
+    robust = rows.get("cascade_robust_accuracy" if cascade else "robust_accuracy")
+    clean = rows.get("clean_accuracy")
+    if robust is None or clean is None:
+        return []
+    # Stores written before attack jobs recorded these: such a job ran side by side on every clean-correct
+    # example, and broke the ones it left not robust.
+    run_on = int(metrics.get("run_on", clean.successes))
+    broke = int(metrics.get("broke", clean.successes - robust.successes))
+    return [
+        AttackView(
+            job_key=key,
+            experiment=use.experiment,
+            defense=use.defense,
+            guides=tuple(use.guides),
+            target=use.target,
+            threat=use.threat,
+            norm=use.norm,
+            eps=use.eps,
+            attack=use.attack,
+            clean=_metric(clean),
+            robust=_metric(robust),
+            run_on=run_on,
+            broke=broke,
+            cascade=cascade,
+            scale=robust.scale,
+            wall_s=robust.wall_s,
+            n_forward=robust.n_forward,
+            n_backward=robust.n_backward,
+        )
+        for use in uses
+    ]
 
 
 def latest_runs(store: Store) -> dict[MatrixKey, Run]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.report.data import (
+    AttackView,
     CellView,
     CorruptionView,
     MatrixKey,
@@ -96,7 +97,8 @@ class TransferTable:
     norm: str
     eps: float
     threats: list[str]
-    attacks: tuple[str, ...]
+    #: What the robust numbers are the worst case over (:attr:`CellView.evaluated_with`).
+    evaluated_with: str
     guide_dataset: str
     columns: list[Column]
     rows: list[TransferRow]
@@ -166,7 +168,7 @@ class SizeBlock:
     threats: list[str]
     norm: str
     eps: float
-    attacks: tuple[str, ...]
+    evaluated_with: str
     tables: list[SizeTable]
     notes: list[tuple[int, str]]
 
@@ -192,6 +194,29 @@ class ExperimentNote:
     rows: list[str]
     targets: list[str]
     anchor: str
+
+
+@dataclass(frozen=True)
+class AttackRow:
+    attack: AttackView
+    #: The checks that found this attack's own number unreliable (dead gradients, say).
+    unreliable: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AttackGroup:
+    """One cell's attacks for the per-attack table, in the order they ran: what each ran on and broke."""
+
+    experiment: int
+    threat: str
+    norm: str
+    eps: float
+    defense: str
+    guides: tuple[str, ...]
+    target: str
+    #: None while the cell itself has not been computed.
+    cell: CellView | None
+    rows: list[AttackRow]
 
 
 @dataclass(frozen=True)
@@ -245,7 +270,7 @@ class MatrixPage:
     experiments: list[ExperimentNote]
     tables: list[TransferTable]
     size_sections: list[SizeSection]
-    attacks: list[CellView]
+    attacks: list[AttackGroup]
     classifiers: list[ClassifierCard]
     frontends: list[FrontendCard]
     corruption_rows: list[CorruptionRow] = field(default_factory=list)
@@ -253,6 +278,8 @@ class MatrixPage:
     corruption_details: list[CorruptionView] = field(default_factory=list)
     #: Scale string -> its footnote number, shared by every table of the page.
     note_of: dict[str, int] = field(default_factory=dict)
+    #: The footnotes of the per-attack table.
+    attack_notes: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -278,7 +305,7 @@ def _threat_groups(cells: Iterable[CellView], *extra: str) -> list[list[CellView
     in a fixed order, so tables and their anchors come out the same on every render."""
     groups: dict[tuple[Any, ...], list[CellView]] = {}
     for c in cells:
-        key = (c.norm, c.eps, c.attacks, *(getattr(c, name) for name in extra))
+        key = (c.norm, c.eps, c.evaluated_with, *(getattr(c, name) for name in extra))
         groups.setdefault(key, []).append(c)
     return [groups[k] for k in sorted(groups)]
 
@@ -302,7 +329,7 @@ def _transfer_table(anchor: str, cells: list[CellView], note_of: dict[str, int])
         norm=first.norm,
         eps=first.eps,
         threats=list(dict.fromkeys(c.threat for c in cells)),
-        attacks=first.attacks,
+        evaluated_with=first.evaluated_with,
         guide_dataset=first.train_dataset,
         columns=columns,
         rows=rows,
@@ -337,12 +364,47 @@ def _size_section(index: int, cells: list[CellView], note_of: dict[str, int]) ->
                 threats=list(dict.fromkeys(c.threat for c in group)),
                 norm=first.norm,
                 eps=first.eps,
-                attacks=first.attacks,
+                evaluated_with=first.evaluated_with,
                 tables=_size_tables(group),
                 notes=numbered(dict.fromkeys(c.scale for c in group if c.reduced), note_of),
             )
         )
     return SizeSection(index, blocks, cells)
+
+
+def _attack_groups(attacks: list[AttackView], cells: list[CellView]) -> list[AttackGroup]:
+    """The attack jobs grouped by the cell they belong to, each group in the order its attacks ran."""
+    def place(x: AttackView | CellView) -> tuple[int, str, float, str, tuple[str, ...], str]:
+        return (x.experiment, x.threat, x.eps, x.defense, x.guides, x.target)
+
+    by_place = {place(c): c for c in cells}
+    grouped: dict[tuple[int, str, float, str, tuple[str, ...], str], list[AttackView]] = {}
+    for a in attacks:
+        grouped.setdefault(place(a), []).append(a)
+    groups = []
+    for where in sorted(grouped):
+        cell = by_place.get(where)
+        order = list(cell.attacks) if cell is not None else []
+        mine = sorted(
+            grouped[where],
+            key=lambda a: (order.index(a.attack) if a.attack in order else len(order), a.attack),
+        )
+        unreliable = dict(cell.unreliable_attacks) if cell is not None else {}
+        first = mine[0]
+        groups.append(
+            AttackGroup(
+                experiment=first.experiment,
+                threat=first.threat,
+                norm=first.norm,
+                eps=first.eps,
+                defense=first.defense,
+                guides=first.guides,
+                target=first.target,
+                cell=cell,
+                rows=[AttackRow(a, tuple(unreliable.get(a.attack, ()))) for a in mine],
+            )
+        )
+    return groups
 
 
 def _experiment_note(index: int, cells: list[CellView], anchor: str) -> ExperimentNote:
@@ -468,10 +530,9 @@ def matrix_page(key: MatrixKey, view: RunView, file_name: str) -> MatrixPage:
             page.experiments.append(_experiment_note(index, mine, section.anchor))
         else:
             page.experiments.append(_experiment_note(index, mine, "transfer"))
-    page.attacks = sorted(
-        (c for c in view.cells if not c.worst_case),
-        key=lambda c: (c.experiment, c.threat, c.eps, c.defense, c.guides, c.target, c.attack),
-    )
+    page.attacks = _attack_groups(view.attacks, worst)
+    scales = (r.attack.scale for g in page.attacks for r in g.rows if r.attack.reduced)
+    page.attack_notes = numbered(dict.fromkeys(scales), page.note_of)
     unique = {(v.defense, v.guides, v.target, v.corruption, v.severity): v for v in view.corruptions}
     page.corruption_rows, page.severities = _corruption_rows(list(unique.values()))
     page.corruption_details = sorted(

@@ -226,3 +226,43 @@ def test_guide_surrogate_needs_a_trainable_defense(tmp_path: Path) -> None:
     msg = problems(raw, tmp_path)
     assert "experiments[0]: attack 'transfer' crafts on the front-end's guide, but defense 'none'" in msg
     assert "experiments[1]" not in msg, "aaa is trainable: its guide is a valid surrogate"
+
+
+def without_attacks(**evaluation: Any) -> dict[str, Any]:
+    raw = {k: v for k, v in copy.deepcopy(BASE).items() if k != "attacks"}
+    return {**raw, "evaluation": evaluation} if evaluation else raw
+
+
+@pytest.mark.parametrize(
+    "raw, version",
+    [
+        (without_attacks(), 1),  # no attacks: block: the standard protocol
+        (BASE, None),  # an attacks: block: a custom attack set, as every matrix written before the protocol
+        (without_attacks(protocol="standard@1"), 1),
+        (edit(evaluation={"protocol": "custom"}), None),
+    ],
+)
+def test_the_protocol_defaults_to_standard_only_without_an_attacks_block(
+    raw: dict[str, Any], version: int | None
+) -> None:
+    assert parse_matrix(raw, "m.yaml").standard_protocol == version
+
+
+@pytest.mark.parametrize(
+    "protocol, expected",
+    [
+        ("standard@7", "runs standard protocol version(s) standard@1, not 'standard@7'"),
+        ("strong", "expected standard, standard@N or custom, got 'strong'"),
+        ("standard@v1", "expected standard, standard@N or custom"),
+    ],
+)
+def test_a_protocol_this_code_does_not_know_is_refused(protocol: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_matrix(without_attacks(protocol=protocol), "m.yaml")
+    assert "m.yaml: evaluation.protocol:" in str(err.value) and expected in str(err.value)
+
+
+def test_cumulative_radii_only_where_no_stored_key_depends_on_their_absence() -> None:
+    assert parse_matrix(without_attacks(), "m.yaml").cumulative
+    assert parse_matrix(edit(evaluation={"cascade": ["pgd"]}), "m.yaml").cumulative
+    assert not parse_matrix(BASE, "m.yaml").cumulative

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from bench.api import DEFENSES, Defense, FrontEnd
 from bench.artifacts import ArtifactStore
 from bench.config import parse_matrix
 from bench.data.splits import eval_subset
@@ -281,3 +283,137 @@ def test_a_front_ends_validation_images_enter_its_job_only_when_it_asks_for_some
     assert held_out.key != base.key and held_out.data != base.data, "it trains on other images"
     with pytest.raises(ConfigError, match=r"n_val=10000000 \(with n_train=100\) leaves no training images"):
         aaa_job(n_val=10_000_000)
+
+
+class RandomizedFrontEnd(FrontEnd):
+    randomized = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + 0.01 * torch.randn(x.shape, generator=self.rng(x.device), device=x.device)).clamp(0, 1)
+
+
+class RandomizedDefense(Defense):
+    def build(self, params: Any, input_shape: tuple[int, int, int]) -> FrontEnd:
+        return RandomizedFrontEnd()
+
+
+if "test-randomized" not in DEFENSES:
+    DEFENSES.add("test-randomized", RandomizedDefense)
+
+
+def standard(threats: dict[str, Any], defense: str = "none", **evaluation: Any) -> dict[str, Any]:
+    """One undefended (or ``defense``) pipeline under the standard protocol: no attacks: block."""
+    raw = {k: v for k, v in MATRIX.items() if k != "attacks"}
+    defenses = {**MATRIX["defenses"], "test-randomized": {"kind": "test-randomized"}}
+    return {
+        **raw,
+        "defenses": defenses,
+        "threats": threats,
+        "evaluation": {**MATRIX["evaluation"], **evaluation},
+        "experiments": [{"kind": "native", "defenses": [defense], "guides": ["A"]}],
+    }
+
+
+def evaluations(planned: Any, kind: str) -> list[JobSpec]:
+    return [s for s in planned.graph if s.kind == kind]
+
+
+def label(planned: Any, spec: JobSpec) -> str:
+    return str(planned.graph.evaluation_use(spec.key).attack)
+
+
+LINF = {"linf": {"norm": "linf", "epsilons": [0.3]}}
+STANDARD_LABELS = ["std:transfer", "std:pgd-ce", "std:pgd-margin", "std:bpda-frontend", "std:autoattack"]
+
+
+def test_standard_protocol_plans_its_attacks_as_a_cascade(env: Env) -> None:
+    planned = plan_matrix(parse_matrix(standard(LINF), "m.yaml"), Path("."), env)
+    attacks = evaluations(planned, "attack")
+    assert [label(planned, a) for a in attacks] == STANDARD_LABELS
+    assert [a.config["attack"] for a in attacks] == ["transfer-pgd", "pgd", "pgd", "pgd", "autoattack"]
+    assert attacks[0].config["params"]["surrogate"] == "undefended"
+    assert [a.config["params"].get("loss") for a in attacks[1:4]] == ["ce", "margin", "ce"]
+    assert [a.config["bpda"] for a in attacks] == [True, True, True, "frontend", True]
+    assert attacks[4].config["params"]["version"] == "standard"
+    # Each attack job depends on the one before it, so the order and its inputs are part of the keys.
+    assert len(attacks[0].deps) == 2
+    for before, after in zip(attacks, attacks[1:], strict=False):
+        assert after.deps[:2] == before.deps[:2] and after.deps[2:] == (before.key,)
+    (cell,) = evaluations(planned, "cell")
+    assert cell.deps[2:] == tuple(a.key for a in attacks)
+    assert all(s.config["standard_protocol"] == 1 for s in [*attacks, cell])
+    use = planned.graph.evaluation_use(cell.key)
+    assert (use.standard_protocol, use.attacks, use.cascade) == (1, STANDARD_LABELS, STANDARD_LABELS)
+
+
+def test_standard_protocol_version_is_part_of_every_attack_and_cell_key(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1 = plan_matrix(parse_matrix(standard(LINF), "m.yaml"), Path("."), env)
+    monkeypatch.setattr("bench.config.STANDARD_PROTOCOL_VERSION", 2)
+    v2 = plan_matrix(parse_matrix(standard(LINF), "m.yaml"), Path("."), env)
+    for kind in ("train-classifier", "train-defense"):
+        assert {s.key for s in evaluations(v1, kind)} == {s.key for s in evaluations(v2, kind)}
+    for kind in ("attack", "cell"):
+        assert not {s.key for s in evaluations(v1, kind)} & {s.key for s in evaluations(v2, kind)}
+
+
+def test_standard_protocol_leaves_out_attacks_the_norm_does_not_suit(env: Env) -> None:
+    l1 = {"l1": {"norm": "l1", "epsilons": [10.0]}}
+    planned = plan_matrix(parse_matrix(standard(l1), "m.yaml"), Path("."), env)
+    assert [label(planned, a) for a in evaluations(planned, "attack")] == ["std:autoattack"]
+
+
+def test_a_randomized_pipeline_gets_autoattack_rand(env: Env) -> None:
+    planned = plan_matrix(parse_matrix(standard(LINF, "test-randomized"), "m.yaml"), Path("."), env)
+    last = evaluations(planned, "attack")[-1]
+    assert (label(planned, last), last.config["attack"]) == ("std:autoattack-rand", "autoattack-rand")
+
+
+def test_a_custom_cascade_orders_its_attacks_and_the_rest_run_side_by_side(env: Env) -> None:
+    raw = {**MATRIX, "attacks": {**MATRIX["attacks"], "pgd5": {"kind": "pgd", "params": {"steps": 5}}},
+           "evaluation": {**MATRIX["evaluation"], "cascade": ["fgsm", "pgd5"]},
+           "experiments": [{"kind": "native", "defenses": ["none"], "guides": ["A"]}]}
+    planned = plan_matrix(parse_matrix(raw, "m.yaml"), Path("."), env)
+    cells = {s.config["eps"]: s for s in evaluations(planned, "cell")}
+    by_eps: dict[float, dict[str, JobSpec]] = {}
+    for a in evaluations(planned, "attack"):
+        by_eps.setdefault(a.config["eps"], {})[label(planned, a)] = a
+    for eps, mine in by_eps.items():
+        assert list(mine) == ["fgsm", "pgd5", "pgd"]  # the cascade first, in its order
+        assert len(mine["fgsm"].deps) == 2 and mine["pgd5"].deps[2:] == (mine["fgsm"].key,)
+        assert len(mine["pgd"].deps) == 2
+        use = planned.graph.evaluation_use(cells[eps].key)
+        assert (use.attacks, use.cascade) == (["fgsm", "pgd5", "pgd"], ["fgsm", "pgd5"])
+        assert use.standard_protocol is None
+    # eps 0.3 also counts what was broken at 0.1: the cascade's last job there, and the side-by-side attack.
+    small = by_eps[0.1]
+    assert cells[0.1].deps[2:] == tuple(a.key for a in small.values())
+    own = tuple(a.key for a in by_eps[0.3].values())
+    assert cells[0.3].deps[2:] == (*own, small["pgd5"].key, small["pgd"].key)
+
+
+def test_a_custom_set_side_by_side_keeps_its_jobs(env: Env) -> None:
+    planned = plan_matrix(parse_matrix(MATRIX, "m.yaml"), Path("."), env)
+    assert all(len(a.deps) == 2 for a in evaluations(planned, "attack"))
+    for cell in evaluations(planned, "cell"):
+        attacks = [planned.graph[k] for k in cell.deps[2:]]
+        assert len(attacks) == 2 and all(a.config["eps"] == cell.config["eps"] for a in attacks)
+        assert "standard_protocol" not in cell.config
+        assert planned.graph.evaluation_use(cell.key).cascade is None
+
+
+def test_a_classifier_may_name_its_recipe_and_naming_the_default_keeps_its_key(env: Env) -> None:
+    def classifier_job(**entry: Any) -> JobSpec:
+        a = {**MATRIX["classifiers"]["A"], **entry}
+        matrix = {**MATRIX, "classifiers": {**MATRIX["classifiers"], "A": a}}
+        planned = plan_matrix(parse_matrix(matrix, "m.yaml"), Path("."), env)
+        jobs = (s for s in planned.graph if s.kind == "train-classifier")
+        return next(s for s in jobs if s.config["arch"] == "mnist-a")
+
+    base, named = classifier_job(), classifier_job(recipe="mnist")
+    adversarial = classifier_job(recipe="madry-at")
+    assert base.config["recipe"] == "mnist" and named.key == base.key
+    assert adversarial.config["recipe"] == "madry-at" and adversarial.key != base.key
+    assert adversarial.config["train"]["attack_steps"] == 7, "the named recipe's defaults are resolved"
+    assert "classifier A trained 1 of 205 epochs" in adversarial.scale_notes

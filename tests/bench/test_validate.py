@@ -51,6 +51,9 @@ def test_a_zoo_model_with_another_class_count_is_refused_before_any_work(tmp_pat
         ({"source": "torchvision:resnet18", "dataset": "mnist", "train": {"epochs": 1}}, "remove train"),
         ({"arch": "mnist-c", "dataset": "mnist", "weights": "w.safetensors", "train": {"epochs": 1}},
          "is not trained: remove 'train'"),
+        ({"source": "torchvision:resnet18", "dataset": "mnist", "recipe": "madry-at"}, "remove recipe"),
+        ({"arch": "mnist-c", "dataset": "mnist", "weights": "w.safetensors", "recipe": "madry-at"},
+         "is not trained: remove 'recipe'"),
     ],
 )
 def test_settings_a_classifier_would_ignore_are_refused(
@@ -122,3 +125,79 @@ def test_an_architecture_without_a_recipe_is_loaded_from_weights_never_trained(t
     save_file(weights_only_mlp(10).state_dict(), path)
     accepts(edit(classifiers__C={"arch": "test-weights-only", "dataset": "mnist", "weights": path.name,
                                  "normalization": "none"}), tmp_path)
+
+
+def standard(**evaluation: Any) -> dict[str, Any]:
+    """BASE without its attacks: block, so it runs the standard protocol."""
+    raw = edit(evaluation=evaluation)
+    del raw["attacks"]
+    return raw
+
+
+def test_the_standard_protocol_needs_no_attacks(tmp_path: Path) -> None:
+    accepts(standard(), tmp_path)
+    accepts(standard(protocol="standard@1"), tmp_path)
+
+
+def test_standard_protocol_with_an_attack_list_is_refused_with_the_fix(tmp_path: Path) -> None:
+    msg = problems(edit(evaluation={"protocol": "standard"}), tmp_path)
+    assert "attacks: evaluation.protocol: standard runs the standard attack set" in msg
+    assert "remove them to run the standard protocol, or set evaluation.protocol: custom" in msg
+
+
+def test_standard_protocol_with_an_experiment_naming_attacks_is_refused(tmp_path: Path) -> None:
+    raw = standard()
+    raw["experiments"][0]["attacks"] = ["pgd"]
+    msg = problems(raw, tmp_path)
+    assert "experiments[0].attacks: the matrix runs the standard protocol" in msg
+    assert "unknown attack" not in msg  # one problem, said once
+
+
+def test_custom_protocol_without_attacks_is_refused(tmp_path: Path) -> None:
+    assert "evaluation.protocol: custom runs the matrix's own attacks, but it names none" in problems(
+        standard(protocol="custom"), tmp_path
+    )
+
+
+@pytest.mark.parametrize(
+    "cascade, expected",
+    [
+        (["pgd", "pdg"], "evaluation.cascade[1]: unknown attack 'pdg'"),
+        (["pgd", "pgd"], "evaluation.cascade[1]: attack 'pgd' is already in the cascade"),
+    ],
+)
+def test_a_cascade_names_each_listed_attack_once(tmp_path: Path, cascade: list[str], expected: str) -> None:
+    assert expected in problems(edit(evaluation={"cascade": cascade}), tmp_path)
+
+
+def test_a_cascade_under_the_standard_protocol_is_refused(tmp_path: Path) -> None:
+    msg = problems(standard(cascade=["pgd"]), tmp_path)
+    assert "evaluation.cascade: the standard protocol cascades its own attacks in its own order" in msg
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({}, "a U-Net of depth 4 cannot take images of shape (1, 28, 28)"),
+        ({"depth": 2, "guide_layers": ["net.1", "net.10"]}, "guide layer 'net.10' is not a module"),
+        ({"depth": 2}, "the guide has no ResNet stages"),
+    ],
+)
+def test_what_only_the_defense_can_judge_is_checked_on_untrained_guides(
+    tmp_path: Path, params: dict[str, Any], expected: str
+) -> None:
+    """``Defense.check`` runs on guides built from their architectures, without weights (A is trained)."""
+    msg = problems(edit(defenses__aaa={"kind": "robustifier", "params": {"scale": 1, **params}}), tmp_path)
+    assert f"experiments[0].defenses[0]: defense 'aaa' (robustifier), guides A: {expected}" in msg
+
+
+def test_a_named_recipe_validates_the_training_parameters(tmp_path: Path) -> None:
+    accepts(edit(classifiers__A={"arch": "mnist-a", "dataset": "mnist", "recipe": "madry-at",
+                                 "train": {"epochs": 1, "eps": 0.3, "attack_steps": 40, "attack_step": 0.01,
+                                           "crop_padding": 0, "flip": False}}), tmp_path)
+    msg = problems(edit(classifiers__A={"arch": "mnist-a", "dataset": "mnist", "recipe": "madry-at",
+                                        "train": {"epochs": 1, "attack_stpes": 40}}), tmp_path)
+    assert "classifiers.A.train.attack_stpes: unknown key" in msg and "'attack_steps'" in msg
+    msg = problems(edit(classifiers__A={"arch": "mnist-a", "dataset": "mnist", "recipe": "madry_at"}),
+                   tmp_path)
+    assert "classifiers.A.recipe: unknown training recipe 'madry_at'; did you mean 'madry-at'?" in msg

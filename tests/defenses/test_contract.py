@@ -21,6 +21,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 #: Parameters for defenses whose parameter model has a required field; every other defense is built with
 #: ``Params()``, its defaults.
 REQUIRED: dict[str, dict[str, Any]] = {}
+#: Parameters a defense's defaults cannot take at one image shape: the U-Nets' four 2x2 pools need a side
+#: divisible by 16, so on MNIST's 28x28 they are built two levels deep (28 -> 14 -> 7).
+FOR_SHAPE: dict[tuple[str, tuple[int, int, int]], dict[str, Any]] = {
+    ("robustifier", (1, 28, 28)): {"depth": 2},
+    ("rtfe", (1, 28, 28)): {"depth": 2},
+}
 #: MNIST's and CIFAR-10's image shapes.
 SHAPES: list[tuple[int, int, int]] = [(1, 28, 28), (3, 32, 32)]
 CASES = [(name, shape) for name in DEFENSES.names() for shape in SHAPES]
@@ -31,7 +37,8 @@ def build(name: str, shape: tuple[int, int, int]) -> FrontEnd:
     """The front-end as the harness attacks it: untrained, in eval mode, its stream seeded."""
     cls = DEFENSES.get(name)
     defense = cls()
-    frontend = defense.build(cls.Params.model_validate(REQUIRED.get(name, {})), shape)
+    values = {**REQUIRED.get(name, {}), **FOR_SHAPE.get((name, shape), {})}
+    frontend = defense.build(cls.Params.model_validate(values), shape)
     frontend.eval()
     frontend.reseed(0)
     return frontend

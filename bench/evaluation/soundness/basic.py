@@ -6,7 +6,13 @@ from __future__ import annotations
 import torch
 
 from bench.api import CellEvidence, CheckResult, register_check
+from bench.evaluation.gradient_probe import DEAD_GAIN
 from bench.evaluation.soundness.common import attack_class, bpda_of, not_applicable
+
+#: Share of the robust examples whose dead gradients make an attack's number (and, for the worst case's own
+#: robust examples, the cell's) unreliable, and the fewest dead examples that count as a pattern.
+DEAD_SHARE = 0.1
+DEAD_MIN = 3
 
 
 @register_check("robust-le-clean", runs_attacks=False)
@@ -53,6 +59,63 @@ def finite_gradients(cell: CellEvidence) -> CheckResult:
                                   "blinded, so the examples they left alone prove nothing")
     zero = ", ".join(f"{a.label} {a.zero_grads}/{a.n_backward}" for a in cell.attacks if a.n_backward)
     return CheckResult(True, f"every input gradient finite (exactly zero: {zero or 'no gradient attack'})")
+
+
+@register_check("dead-gradients", runs_attacks=False)
+def dead_gradients(cell: CellEvidence) -> CheckResult:
+    """An example a gradient attack left robust proves nothing when the attack had no gradient to follow
+    there: every gradient attack's robust examples are probed after the attack (the margin-loss gradient at
+    its final point, :mod:`bench.evaluation.gradient_probe`), and the gradient is dead when it is exactly
+    zero or moves the margin, across the whole ball, by less than ``DEAD_GAIN`` (1e-4) of itself.
+
+    An attack with dead gradients on at least ``DEAD_SHARE`` (10%) of its robust examples, and on at least
+    ``DEAD_MIN`` (3), is named in ``unreliable_attacks``: its own number is gradient masking. The cell fails
+    when, by the same rule, the examples its worst case counts robust rest on dead gradients only (no probed
+    attack had a live gradient on them); when another attack had live gradients there (BPDA through the
+    front-end, say), the cell's number stands and only the masked attack is marked.
+
+    Evidence (``benchmarks/dead_gradients.py``, ``benchmarks/README.md``): on healthy pipelines (trained
+    MNIST classifiers bare and behind a trained AAA, a pre-trained CIFAR-10 ResNet-20, several radii) none
+    of 1,093 robust examples was dead, the smallest ratio being 7.3e-2; on each masking pipeline (bit-depth
+    and JPEG without BPDA on MNIST and CIFAR-10, a ``.detach()``, a steep sigmoid, a 50-fold contraction)
+    88-100% of the robust examples were. 10% is far from both, and ``DEAD_MIN`` keeps one or two examples
+    from deciding.
+    """
+    dead = {a.label: a.dead_gradients & a.robust for a in cell.attacks if a.dead_gradients is not None}
+    if not dead:
+        return not_applicable("no gradient attack was probed")
+    robust = {a.label: a.robust for a in cell.attacks}
+    unreliable = tuple(k for k, d in dead.items() if _substantial(int(d.sum()), int(robust[k].sum())))
+    live = torch.zeros_like(cell.attacks[0].robust)
+    for k, d in dead.items():
+        live |= robust[k] & ~d
+    worst = cell.worst_case
+    unsupported = worst & ~live
+    n_unsupported, n_worst = int(unsupported.sum()), int(worst.sum())
+    counts = ", ".join(f"{k} {int(d.sum())}/{int(robust[k].sum())}" for k, d in dead.items())
+    detail = f"robust examples with a dead margin gradient (zero, or gain < {DEAD_GAIN:g} of the margin): "
+    detail += counts
+    if _substantial(n_unsupported, n_worst):
+        blind = [k for k, d in dead.items() if bool((d & unsupported).any())]
+        return CheckResult(
+            False,
+            f"{detail}; {n_unsupported} of the {n_worst} examples the cell counts robust had only dead "
+            f"gradients: {', '.join(blind)} had nothing to follow there (gradient masking), so the number "
+            "measures the attacks, not the defense",
+            unreliable_attacks=unreliable,
+        )
+    if unreliable:
+        return CheckResult(
+            True,
+            f"{detail}; {', '.join(unreliable)} had dead gradients (unreliable on its own), but the examples "
+            "the cell counts robust had live gradients from another attack",
+            unreliable_attacks=unreliable,
+        )
+    return CheckResult(True, detail)
+
+
+def _substantial(n_dead: int, n_robust: int) -> bool:
+    return n_dead >= max(DEAD_MIN, DEAD_SHARE * n_robust)
 
 
 @register_check("pipeline-output", runs_attacks=False)

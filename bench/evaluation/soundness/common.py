@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.api import ATTACKS, Attack, AttackEvidence, CheckResult
+from bench.api import ATTACKS, Attack, AttackEvidence, BpdaMode, CheckResult
 
 
 def not_applicable(why: str) -> CheckResult:
@@ -13,8 +13,13 @@ def attack_class(a: AttackEvidence) -> type[Attack]:
     return ATTACKS.get(str(a.config["attack"]))
 
 
-def bpda_of(a: AttackEvidence) -> bool:
-    return bool(a.config.get("bpda", True))
+def bpda_of(a: AttackEvidence) -> BpdaMode:
+    mode = a.config.get("bpda", True)
+    return "frontend" if mode == "frontend" else bool(mode)
+
+
+def bpda_text(mode: BpdaMode) -> str:
+    return "bpda through the whole front-end" if mode == "frontend" else f"bpda {'on' if mode else 'off'}"
 
 
 def pct(count: int, n: int) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.api import ATTACKS, NO_MAJORITY, FrontEnd, Identity, JobContext, Pipeline, Threat
+from bench.api import ATTACKS, NO_MAJORITY, FrontEnd, Identity, JobContext, Norm, Pipeline, Threat
 
 
 class _NaNGrad(torch.autograd.Function):
@@ -89,3 +89,43 @@ def test_tied_vote_is_no_answer_even_when_the_true_class_is_among_the_tied() -> 
     assert tied.predict(img(0.0)).tolist() == [NO_MAJORITY]
     clear = Pipeline(FirstPixel(), FixedVotes([img(0.0), img(0.5), img(0.0)]), vote_draws=3)
     assert clear.predict(img(0.0)).tolist() == [0]
+
+
+class CutGraph(FrontEnd):
+    """A near-identity computed on a detached input: its output has no autograd graph back to the image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.detach() * 255).round() / 255
+
+
+def test_a_cut_graph_gives_every_gradient_attack_an_exactly_zero_gradient_instead_of_a_crash() -> None:
+    """PGD, FGSM, CW and pyautoattack's AutoAttack (which calls the model itself) all run to the end; every
+    input gradient they take is exactly zero, and BPDA through the whole front-end breaks the pipeline."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 4)).eval()
+    x = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = Pipeline(model, CutGraph()).predict(x)
+    runs: list[tuple[str, dict[str, int], Norm]] = [
+        ("pgd", {"steps": 3}, "linf"), ("fgsm", {}, "linf"), ("cw-l2", {"steps": 3}, "l2"),
+        ("autoattack", {"n_iter": 2, "n_queries": 5}, "linf"),
+    ]
+    for kind, params, norm in runs:
+        pipe = Pipeline(model, CutGraph())
+        cls = ATTACKS.get(kind)
+        x_adv = cls(cls.Params.model_validate(params)).perturb(pipe, x, y, Threat(norm, 0.3), JobContext())
+        assert x_adv.shape == x.shape, kind
+        _, zero = pipe.gradient_report()
+        assert zero == pipe.n_backward > 0, kind
+    bpda = Pipeline(model, CutGraph(), bpda="frontend")
+    _, grad = bpda.loss_and_grad(x, y, lambda z, t: z.gather(1, t[:, None]).squeeze(1))
+    assert bool((grad.flatten(1) != 0).any(1).all())
+    pgd = ATTACKS.get("pgd")(ATTACKS.get("pgd").Params.model_validate({"steps": 10}))
+    x_adv = pgd.perturb(bpda, x, y, Threat("linf", 0.5), JobContext())
+    assert bool((bpda.predict(x_adv) != y).all()), "BPDA through the front-end must break a linear model"
+
+
+def test_zero_gradient_join_keeps_the_front_end_output_exact() -> None:
+    x = torch.rand(2, 1, 4, 4, requires_grad=True)
+    pipe = Pipeline(nn.Flatten(), CutGraph())
+    out = pipe(x)
+    assert out.requires_grad and torch.equal(out, CutGraph()(x).flatten(1))

@@ -11,6 +11,7 @@ from bench.api import (
     ATTACKS,
     BASIC_CHECKS,
     AttackEvidence,
+    BpdaMode,
     CellEvidence,
     DatasetInfo,
     FrontEnd,
@@ -73,3 +74,46 @@ def test_probabilities_instead_of_logits_make_the_cell_unreliable() -> None:
     result = BASIC_CHECKS.get("pipeline-output")(replace(cell, make_pipeline=lambda: softmaxed))
     assert not result.passed and "probabilities" in result.detail
     assert BASIC_CHECKS.get("pipeline-output")(cell).passed
+
+
+class CutGraph(FrontEnd):
+    """A near-identity whose output has no graph back to the input: every gradient through it is zero."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.detach() * 255).round() / 255
+
+
+def probed(frontend: FrontEnd, runs: list[tuple[str, dict[str, object], BpdaMode]]) -> CellEvidence:
+    """A cell whose attacks (label = kind plus BPDA mode) carry the probe's dead-gradient evidence."""
+    base = evidence(frontend)
+    model = base.make_pipeline().classifier
+    found = []
+    for kind, params, bpda in runs:
+        cls = ATTACKS.get(kind)
+        attack = cls(cls.Params.model_validate(params))
+        pipe = Pipeline(model, frontend, bpda=bpda)
+        out = run_attack(pipe, attack, base.data, base.threat, JobContext(), 16)
+        found.append(AttackEvidence(f"{kind}-{bpda}", {"attack": kind, "bpda": bpda}, out.clean, out.robust,
+                                    out.x_adv, {}, out.n_backward, out.nonfinite_grads, out.zero_grads,
+                                    out.attacked, out.dead))
+    return replace(base, attacks=found)
+
+
+def test_dead_gradients_fail_the_cell_and_name_the_attack() -> None:
+    result = BASIC_CHECKS.get("dead-gradients")(probed(CutGraph(), [("pgd", {"steps": 5}, True)]))
+    assert not result.passed and "pgd-True" in result.detail and "gradient masking" in result.detail
+    assert result.unreliable_attacks == ("pgd-True",)
+
+
+def test_an_attack_with_live_gradients_saves_the_cell_but_the_masked_attack_stays_unreliable() -> None:
+    cell = probed(CutGraph(), [("pgd", {"steps": 5}, True), ("pgd", {"steps": 5}, "frontend")])
+    result = BASIC_CHECKS.get("dead-gradients")(cell)
+    assert result.passed and result.unreliable_attacks == ("pgd-True",), result.detail
+
+
+def test_live_gradients_pass_and_attacks_without_gradients_are_not_probed() -> None:
+    weak = probed(Identity(), [("pgd", {"steps": 1, "step_sizes": [1e-3]}, True)])
+    result = BASIC_CHECKS.get("dead-gradients")(weak)
+    assert result.passed and not result.unreliable_attacks and "pgd-True 0/" in result.detail
+    square = probed(Identity(), [("square", {"n_queries": 5}, True)])
+    assert BASIC_CHECKS.get("dead-gradients")(square).detail.startswith("not applicable")

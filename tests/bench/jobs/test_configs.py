@@ -34,3 +34,16 @@ def test_each_classifier_origin_dumps_only_its_own_fields() -> None:
     trained = TrainedClassifier(**common, recipe="mnist", train=params).model_dump(mode="json")
     assert trained["origin"] == "train" and trained["train"] == params.model_dump(mode="json")
     assert "weights_sha256" not in trained and "source" not in trained
+
+
+def test_bpda_through_the_whole_front_end_and_the_standard_protocol_dump_only_where_set() -> None:
+    def dumped(**fields: object) -> dict[str, object]:
+        config = AttackJobConfig(attack="pgd", revision=1, params=PGDParams(), norm="linf", eps=0.3,
+                                 vote_draws=21, **EVALUATION, **fields)
+        return config.model_dump(mode="json")
+
+    plain = dumped(bpda=True)
+    assert plain["bpda"] is True and "standard_protocol" not in plain  # the keys of every stored attack job
+    assert dumped(bpda=False)["bpda"] is False
+    standard = dumped(bpda="frontend", standard_protocol=1)
+    assert (standard["bpda"], standard["standard_protocol"]) == ("frontend", 1)

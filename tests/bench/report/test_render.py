@@ -378,9 +378,12 @@ def test_ensemble_size_table_gives_robust_accuracy_per_m(site: Path) -> None:
 def test_breakdown_and_cards(site: Path) -> None:
     tables = Tables(matrix_page(site, "demo"))
     attacks = tables.with_class("attacks")[0]
-    assert [(r[5].text, r[7].text, r[10].text, r[11].text, r[12].text) for r in attacks.rows[1:]] == [
-        ("apgd-ce", "62.0%", "12.5 s", "4000", "3900"),
-        ("pgd", "70.0%", "12.5 s", "4000", "3900"),
+    assert attacks.rows[1][0].text.startswith("1. aaa [A+B] → A, linf-std (linf)")
+    # A store written before attack jobs recorded run on / broke: derived from the side-by-side rows.
+    assert [(r[0].text, r[2].text, r[3].text, r[4].text, r[7].text, r[8].text, r[9].text)
+            for r in attacks.rows[2:]] == [
+        ("apgd-ce", "93", "31", "62.0%", "12.5 s", "4000", "3900"),
+        ("pgd", "93", "23", "70.0%", "12.5 s", "4000", "3900"),
     ]
     html = matrix_page(site, "demo")
     assert "94.2%" in html and "final_loss 0.4321" in html
@@ -465,6 +468,39 @@ def test_unfinished_run_is_shown_as_such(site: Path) -> None:
     html = matrix_page(site, "stalled")
     assert "This run did not finish" in html and "This run has no completed cells." in html
     assert "did not finish" not in matrix_page(site, "demo")
+
+
+@pytest.fixture(scope="module")
+def cascade_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One standard-protocol cell whose two attacks cascaded, the second named unreliable by a check."""
+    root = tmp_path_factory.mktemp("cascade")
+    store = Store(root / "r.db")
+    run = start(store, "cascade")
+    labels = ["std:transfer", "std:pgd-ce"]
+    base = use(0, "native", "native", "aaa", "AB", "A")
+    worst = base.model_copy(update={"attacks": labels, "standard_protocol": 1, "cascade": labels})
+    record(store, run, "cell", "cell", [worst], results=rows(worst, 93, 60),
+           metrics={"unreliable_attacks": {"std:pgd-ce": ["dead-gradients"]}})
+    for label, run_on, left in (("std:pgd-ce", 80, 60), ("std:transfer", 93, 80)):
+        u = base.model_copy(update={"attack": label})
+        clean, robust = rows(u, 93, left)
+        robust = robust.model_copy(update={"metric": "cascade_robust_accuracy"})
+        record(store, run, "attack", label, [u], results=[clean, robust],
+               metrics={"run_on": run_on, "broke": run_on - left, "cascade": True})
+    store.finish_run(run, "done")
+    render_site(store, root / "site")
+    return root / "site"
+
+
+def test_per_attack_table_gives_run_on_broke_and_unreliable_marks_in_order(cascade_site: Path) -> None:
+    html = matrix_page(cascade_site, "cascade")
+    attacks = Tables(html).with_class("attacks")[0]
+    assert attacks.rows[1][0].text.endswith("standard protocol v1 (std:transfer → std:pgd-ce)")
+    assert [(r[0].text, r[2].text, r[3].text, r[4].text) for r in attacks.rows[2:]] == [
+        ("std:transfer", "93", "13", "80.0% so far"),
+        ("std:pgd-ce unreliable: dead-gradients", "80", "20", "60.0% so far"),
+    ]
+    assert "worst case over the standard protocol v1 (std:transfer → std:pgd-ce)" in text(html)
 
 
 # -- run histories -------------------------------------------------------------------------------------------

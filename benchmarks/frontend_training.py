@@ -1,0 +1,152 @@
+"""Front-end adversarial training throughput: Robustifier and RTFE on CIFAR-10 through the real pre-trained
+ResNet-20, against the floor of their training step.
+
+A training step runs k PGD steps through front-end + guide and then one training pass, so it cannot cost less
+than k forward+backward passes to the input (a PGD step needs no weight gradients) plus one to the front-end's
+weights, per image: the floor, timed in the same process on the same batch. The issue's rule of thumb,
+(k + 1) full passes, is shown beside it; it overstates the floor, since weight gradients are a good part of a
+pass. The RTFE step adds the guides' no-grad forward on the clean images, the Robustifier step the guide's
+no-grad forward with activation hooks; both are inside the ratio.
+
+Each repeat times ``Defense.fit`` itself (one epoch over ``--images`` real CIFAR-10 training images, as the
+train-defense job runs it, after a warm-up fit of one batch) and then one pass of each kind on a batch;
+interleaving them lets load from other users of a shared machine drift over all alike, and each figure is the
+median over repeats. The training attack is each defense's default unless ``--attack-steps`` overrides it.
+
+    python benchmarks/frontend_training.py --threads 1 --scales 1 2 4 [--images 256] [--batch-size 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.api import (
+    DATASETS,
+    DEFENSES,
+    ImageData,
+    JobContext,
+    build_classifier,
+    freeze,
+    load_classifier_weights,
+    load_plugins,
+    load_state_dict_file,
+)
+from bench.config import NamedNormalization
+
+GUIDE = "pretrained/cifar10_resnet_akamaster/resnet20-12fca82f.th"
+#: CIFAR-10 training images in an epoch (the papers train on all of them).
+EPOCH = 50_000
+
+
+def guide(data_dir: Path) -> nn.Module:
+    norm = NamedNormalization["imagenet"]
+    model = build_classifier("resnet20", 10, norm.mean, norm.std)
+    path = data_dir / GUIDE
+    load_classifier_weights(model, load_state_dict_file(path), str(path))
+    return freeze(model)
+
+
+def pass_s(
+    frontend: nn.Module, net: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: JobContext, weights: bool
+) -> float:
+    """Seconds of one forward+backward pass of front-end + guide on a batch, in train mode and under the
+    job's autocast as the training step runs them: to the input only (a PGD step) or to the front-end's
+    weights as well (the training pass)."""
+    frontend.train()
+    start = time.perf_counter()
+    xs = x.clone().requires_grad_(True)
+    with ctx.autocast():
+        loss = F.cross_entropy(net(frontend(xs)).float(), y)
+    if weights:
+        torch.autograd.backward(loss)
+    else:
+        torch.autograd.grad(loss, xs)
+    if ctx.cuda:
+        torch.cuda.synchronize(ctx.device)
+    seconds = time.perf_counter() - start
+    frontend.zero_grad(set_to_none=True)
+    return seconds
+
+
+def cell(
+    kind: str, scale: int, net: nn.Module, data: ImageData, args: argparse.Namespace
+) -> dict[str, float | int | str]:
+    cls = DEFENSES.get(kind)
+    values: dict[str, object] = {"scale": scale, "batch_size": args.batch_size, "epochs": 1}
+    if args.attack_steps is not None:
+        values["attack_steps"] = args.attack_steps
+    params = cls.Params.model_validate(values)
+    defense = cls()
+    steps = int(params.model_dump()["attack_steps"])
+    torch.manual_seed(0)
+    frontend = defense.build(params, data.info.input_shape)
+    count = sum(p.numel() for p in frontend.parameters())
+    ctx = JobContext(device=torch.device(args.device), seed=0)
+    defense.fit(frontend, [net], data.subset(torch.arange(args.batch_size), "warm-up"), None, params, ctx)
+    timed = data.subset(torch.arange(args.images), "timed")
+    x, y = timed.float_images(ctx.device)[: args.batch_size], timed.labels[: args.batch_size].to(ctx.device)
+    pass_s(frontend, net, x, y, ctx, weights=True)  # warm-up
+    fit, pgd_pass, train_pass = [], [], []
+    for _ in range(args.repeats):
+        fit.append(defense.fit(frontend, [net], timed, None, params, ctx)["train_wall_s"] / args.images)
+        pgd_pass.append(pass_s(frontend, net, x, y, ctx, weights=False) / len(x))
+        train_pass.append(pass_s(frontend, net, x, y, ctx, weights=True) / len(x))
+    per_image, pgd, train = (statistics.median(t) for t in (fit, pgd_pass, train_pass))
+    floor = steps * pgd + train
+    return {
+        "defense": kind,
+        "S": scale,
+        "params (M)": f"{count / 1e6:.2f}",
+        "PGD steps": steps,
+        "img/s": f"{1 / per_image:.1f}",
+        "floor img/s": f"{1 / floor:.1f}",
+        "(k+1) passes img/s": f"{1 / ((steps + 1) * train):.1f}",
+        "ratio to floor": f"{per_image / floor:.2f}",
+        "CIFAR-10 epoch (h)": f"{per_image * EPOCH / 3600:.2f}",
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("BENCH_DATA_DIR", "data")))
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--kinds", nargs="+", default=["robustifier", "rtfe"])
+    p.add_argument("--scales", nargs="+", type=int, default=[1, 2, 4])
+    p.add_argument("--images", type=int, default=256, help="images in the timed epoch")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--attack-steps", type=int, default=None, help="default: each defense's own")
+    p.add_argument("--repeats", type=int, default=3, help="timed fits and passes (median)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast there, as jobs train)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_plugins()
+    data = DATASETS.get("cifar10").load(args.data_dir, "train", download=False)
+    net = guide(args.data_dir).to(args.device)
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.machine()
+    print(
+        f"{where}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch thread(s), torch "
+        f"{torch.__version__}; guide resnet20 (akamaster); {args.images} timed CIFAR-10 images in batches of "
+        f"{args.batch_size}"
+    )
+    rows = [cell(kind, s, net, data, args) for kind in args.kinds for s in args.scales]
+    header = list(rows[0])
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(row[h]) for h in header) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
