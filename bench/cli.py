@@ -9,7 +9,7 @@ import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import torch
@@ -17,6 +17,7 @@ import torch
 from bench.api import JobContext, load_plugins
 from bench.config import load_matrix
 from bench.errors import BenchError
+from bench.regression import CORRECTIONS
 
 DEFAULT_DB = "results.db"
 DEFAULT_ARTIFACTS = "artifacts"
@@ -194,14 +195,22 @@ def run(
 @main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, type=click.Path(path_type=Path))
 @click.option("--out", default="reports", show_default=True, type=click.Path(path_type=Path))
-def report(db: Path, out: Path) -> None:
+@click.option(
+    "--artifacts",
+    default=DEFAULT_ARTIFACTS,
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="The run's artifacts folder, for the pictures of what each front-end does to a few test images.",
+)
+@click.option("--data-dir", default=None, help="Data root (default: $BENCH_DATA_DIR, else ./data).")
+def report(db: Path, out: Path, artifacts: Path, data_dir: str | None) -> None:
     """Render the HTML leaderboard and transferability tables (self-contained, works offline)."""
     from bench.report.render import render_site
     from bench.storage import Store
 
     if not db.exists():
         raise BenchError(f"no results store at {db}; run `bench run --matrix ...` first or pass --db")
-    index = render_site(Store(db), out)
+    index = render_site(Store(db), out, artifacts, Path(data_dir) if data_dir else None)
     click.echo(f"wrote {index}")
 
 
@@ -248,3 +257,90 @@ def validate(matrix_path: Path, data_dir: str | None) -> None:
     env = Env(root, False, ArtifactStore(Path(DEFAULT_ARTIFACTS)), JobContext(show_progress=False))
     planned = plan_matrix(matrix, matrix_path.parent, env)
     click.echo(f"{matrix_path}: ok ({len(matrix.experiments)} experiments, {len(planned.graph)} jobs)")
+
+
+@main.command()
+@click.option("--format", "fmt", required=True, type=click.Choice(["csv", "json", "parquet"]))
+@click.option("--db", default=DEFAULT_DB, show_default=True, type=click.Path(path_type=Path),
+              help="Results store to read; it is opened read-only.")
+@click.option("--out", default=None, type=click.Path(path_type=Path),
+              help="File to write [default: results.FORMAT].")
+@click.option("--run", "run_id", type=int, default=None, help="Only this run.")
+@click.option("--matrix", "matrix_name", default=None, help="Only the latest run of this matrix.")
+def export(fmt: str, db: Path, out: Path | None, run_id: int | None, matrix_name: str | None) -> None:
+    """Write one row per result with its provenance: run, matrix, commit, job key, labels, n, interval, scale.
+
+    Exit status: 0 written; 2 bad input (a missing, empty or foreign store, one with a newer schema than this
+    code, no such run, an unwritable path, parquet without pyarrow).
+    """
+    from bench.export import Format, write_rows
+    from bench.results_table import read_rows
+
+    frame = read_rows(db, run=run_id, matrix=matrix_name, latest=matrix_name is not None)
+    target = out or Path(f"results.{fmt}")
+    write_rows(frame, cast(Format, fmt), target)
+    runs = ", ".join(str(r) for r in sorted(set(frame["run_id"])))
+    click.echo(f"wrote {len(frame)} rows of run(s) {runs} to {target}")
+
+
+@main.command()
+@click.option("--db", required=True, type=click.Path(path_type=Path),
+              help="Store (or JSON export) holding the run to check; it is opened read-only.")
+@click.option("--run", "run_id", type=int, default=None, help="The run to check [default: the latest].")
+@click.option("--matrix", "matrix_name", default=None, help="Check the latest run of this matrix.")
+@click.option("--baseline", default=DEFAULT_DB, show_default=True, type=click.Path(path_type=Path),
+              help="Reference rows: a results store or a `bench export --format json` file; never written.")
+@click.option("--baseline-run", type=int, default=None,
+              help="Reference run [default: the baseline's latest run of the checked run's matrix].")
+@click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="Significance level, after the correction across rows.")
+@click.option("--correction", type=click.Choice(CORRECTIONS), default="holm", show_default=True,
+              help="Multiple-comparison correction across the compared rows.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def check(
+    db: Path,
+    run_id: int | None,
+    matrix_name: str | None,
+    baseline: Path,
+    baseline_run: int | None,
+    level: float,
+    correction: str,
+    as_json: bool,
+) -> None:
+    """Compare a run's rows with reference rows; fail when accuracy dropped, or robust accuracy rose, beyond
+    chance.
+
+    Exit status: 0 ok; 1 regression; 2 bad input; 3 no overlap with the reference; 4 nothing regressed but
+    reference rows drifted (another config at the same place) or are missing from the run.
+    """
+    import json
+
+    from bench.regression import render
+    from bench.regression.verdict import ExitCode
+    from bench.regression.verdict import check as compare
+    from bench.results_table import NoRunError, read_rows
+
+    if db.exists() and baseline.exists() and db.samefile(baseline):
+        raise BenchError(
+            f"--db and --baseline are the same file ({db}): run the matrix into another store "
+            "(`bench run --db ...`) so that the reference rows stay as they are"
+        )
+    current = read_rows(db, run=run_id, matrix=matrix_name, latest=True)
+    try:
+        reference = read_rows(
+            baseline,
+            run=baseline_run,
+            matrix=None if baseline_run is not None else str(current["matrix"].iloc[0]),
+            latest=True,
+        )
+    except NoRunError as exc:
+        if baseline_run is not None:
+            raise
+        click.secho(f"no overlap: {exc}", fg="red", err=True)
+        click.get_current_context().exit(int(ExitCode.NO_OVERLAP))
+    outcome = compare(current, reference, level, correction)
+    if as_json:
+        click.echo(json.dumps(render.as_json(outcome, str(db), str(baseline)), indent=2))
+    else:
+        click.echo("\n".join(render.text(outcome, str(db), str(baseline))))
+    click.get_current_context().exit(int(outcome.exit_code))

@@ -9,8 +9,9 @@ valid ones.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,7 +26,10 @@ from pydantic import (
     model_validator,
 )
 
-from bench.errors import ConfigError
+from bench.api import GaussianSmoothing
+from bench.certify.curve import check_radii
+from bench.certify.params import DEFAULT_NOISE_BATCH, PRESETS, CertifyParams, check_alpha
+from bench.errors import ConfigError, UnknownNameError
 from bench.evaluation.standard import KNOWN_STANDARD_VERSIONS, STANDARD_PROTOCOL_VERSION
 
 
@@ -136,6 +140,10 @@ class EvaluationConfig(Strict):
     #: A custom attack set's cascade: these attacks, in this order, each run only on the examples every
     #: earlier one failed to break. Attacks not named here run side by side on every example.
     cascade: list[str] | None = Field(None, min_length=1)
+    #: Reduced budgets for the standard protocol's attacks, for a run sized to a CPU: per attack label
+    #: without its ``std:`` prefix (``autoattack``, ``pgd-ce``, ...), parameters merged over the protocol's.
+    #: They enter the attack jobs' keys, and every row of the cell states the reduction as a scale note.
+    standard_budget: dict[str, dict[str, Any]] | None = None
 
     @field_validator("protocol")
     @classmethod
@@ -160,6 +168,126 @@ class CorruptionConfig(Strict):
     names: list[str] | Literal["all"] = "all"
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1)
     seed: int = 0
+
+
+#: Pixel-space l2 radii a certification reports unless told otherwise: the steps of Cohen et al.'s and
+#: Salman et al.'s tables.
+DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+#: CERTIFY's estimation draws at full scale (Cohen et al. 2019); a run with fewer is reduced.
+FULL_SCALE_N = 100_000
+
+
+class CertifyConfig(Strict):
+    """Randomized-smoothing certification (Cohen et al. 2019's CERTIFY) of every evaluated pipeline whose
+    front-end declares Gaussian smoothing: one ``certify`` job per (front-end, target, σ).
+
+    A ``preset`` is a paper's protocol and fixes n0, n, alpha and the images; giving any of those beside it
+    is refused rather than letting either side win silently, since the rows would carry the preset's name
+    without following it. ``noise_batch``, ``radii`` and ``seed`` combine with a preset.
+    """
+
+    #: Plan every smoothing defense of the matrix once per σ, with its parameter ``sigma`` set to it (so a
+    #: defense trained for σ is trained once per σ). Omitted: each defense's own declared σ.
+    sigmas: list[float] | None = Field(None, min_length=1)
+    #: A protocol of :data:`bench.certify.PRESETS` (``salman``: n0=100, n=10,000, alpha=0.001, every 20th
+    #: test image, at most 500).
+    preset: str | None = None
+    #: Selection draws, estimation draws and failure probability; unset: 100, 100,000 and 0.001 (Cohen).
+    n0: int | None = Field(None, ge=1)
+    n: int | None = Field(None, ge=1)
+    alpha: float | None = None
+    #: Noise draws classified per forward pass. It decides how the draws are split among calls to the
+    #: generator, so it enters the job key.
+    noise_batch: int = Field(DEFAULT_NOISE_BATCH, ge=1)
+    #: The images certified. ``every``: every k-th test image from the first, at most ``n_images``.
+    #: ``n_images`` alone: the first n of the evaluation's seeded permutation (``evaluation.seed``), so they
+    #: are the attack jobs' images when ``n_images`` is ``evaluation.n_eval``. Neither: the attack jobs'
+    #: images (``evaluation.n_eval``), so certified and empirical outcomes pair example by example.
+    n_images: int | None = Field(None, ge=1)
+    every: int | None = Field(None, ge=1)
+    #: l2 radii in [0,1] pixel space at which certified accuracy is reported.
+    radii: list[float] = Field(default_factory=lambda: list(DEFAULT_RADII), min_length=1)
+    #: Seeds the noise: image i's draws come from (seed, i) alone, whatever else is certified.
+    seed: int = 0
+
+    @field_validator("sigmas")
+    @classmethod
+    def _sigmas(cls, values: list[float] | None) -> list[float] | None:
+        for s in values or []:
+            _as_value_error(partial(GaussianSmoothing, s))
+        _no_repeats("sigma", values or [])
+        return values
+
+    @field_validator("radii")
+    @classmethod
+    def _radii(cls, values: list[float]) -> list[float]:
+        _as_value_error(lambda: check_radii(values))
+        _no_repeats("radius", values)
+        return values
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha(cls, value: float | None) -> float | None:
+        if value is not None:
+            _as_value_error(lambda: check_alpha(value))
+        return value
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError(str(UnknownNameError("certify preset", value, PRESETS)))
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CertifyConfig:
+        if self.preset is not None:
+            given = [k for k in ("n0", "n", "alpha", "n_images", "every") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(
+                    f"preset {self.preset!r} fixes n0, n, alpha and the images "
+                    f"({PRESETS[self.preset].source}); remove {', '.join(given)}, or drop the preset and "
+                    "set them all yourself"
+                )
+        _as_value_error(lambda: self.params)
+        return self
+
+    @property
+    def params(self) -> CertifyParams:
+        """n0, n and alpha from the preset, else as given over Cohen et al.'s defaults."""
+        if self.preset is not None:
+            p = PRESETS[self.preset].params
+            return CertifyParams(p.n0, p.n, p.alpha, self.noise_batch)
+        default = CertifyParams()
+        return CertifyParams(
+            self.n0 if self.n0 is not None else default.n0,
+            self.n if self.n is not None else default.n,
+            self.alpha if self.alpha is not None else default.alpha,
+            self.noise_batch,
+        )
+
+    @property
+    def stride(self) -> tuple[int, int | None] | None:
+        """(every, at most) for a strided selection of test images (a preset's or ``every``), else None."""
+        if self.preset is not None:
+            preset = PRESETS[self.preset]
+            return preset.every, preset.count
+        return (self.every, self.n_images) if self.every is not None else None
+
+
+def _as_value_error(check: Callable[[], object]) -> None:
+    """Run one of the certification engine's own checks, so the matrix is held to the same rule with the
+    same words; pydantic reports only a ValueError as a problem with the key."""
+    try:
+        check()
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _no_repeats(what: str, values: list[float]) -> None:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"each {what} is listed once; {repeated} repeat")
 
 
 class _Experiment(Strict):
@@ -222,6 +350,114 @@ Experiment = Annotated[
 ]
 
 
+#: What a paper's number measured: clean accuracy, robust accuracy (the worst case over the cell's attacks,
+#: or one ``attack``'s own number) or certified accuracy at an l2 ``radius``.
+PaperMetric = Literal["clean", "robust", "certified"]
+#: The fields a table, a row and a column share; together they name one cell of the matrix.
+PAPER_FIELDS = ("defense", "guides", "m", "target", "threat", "eps", "attack", "metric", "radius", "sigma")
+
+
+class PaperSelector(Strict):
+    """Part of what picks the matrix's number for one entry of a paper's table, in the matrix's own names.
+
+    A paper lays its tables out along two axes (defenses down, targets across; ensemble sizes down, targets
+    across; defenses down, radii across), so a row gives some fields, a column others and the table the ones
+    every entry shares. A row or column may override the table; a row and a column may not both give one
+    field, since the entry they cross would then say two things.
+    """
+
+    #: A defense of the matrix (``none`` for the undefended row).
+    defense: str | None = None
+    #: The front-end's guide set; omitted, the defense's only guide set for the target.
+    guides: list[str] | None = Field(None, min_length=1)
+    #: Ensemble size of an ensemble-size experiment: the number is the mean over its draws of guide sets.
+    m: int | None = Field(None, ge=1)
+    #: A classifier of the matrix the pipeline ends in.
+    target: str | None = None
+    #: A threat of the matrix; omitted, the matrix's only threat.
+    threat: str | None = None
+    #: A radius of the threat; omitted, its only one.
+    eps: Epsilon | None = None
+    #: One attack's own robust accuracy instead of the worst case over all of the cell's attacks.
+    attack: str | None = None
+    metric: PaperMetric | None = None
+    #: A radius of ``certify.radii`` (l2, [0,1] pixel space), for ``metric: certified``.
+    radius: float | None = Field(None, ge=0)
+    #: The noise level of a certified pipeline; omitted, the best over the certified sigmas at that radius
+    #: (as Salman et al. 2020 report it).
+    sigma: float | None = Field(None, gt=0)
+
+    @property
+    def measured(self) -> PaperMetric:
+        """The metric, which defaults to certified accuracy where a radius is given, else robust accuracy."""
+        if self.metric is not None:
+            return self.metric
+        return "certified" if self.radius is not None else "robust"
+
+    def given(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in PAPER_FIELDS if getattr(self, name) is not None}
+
+
+class PaperRow(PaperSelector):
+    #: The row's label as the paper prints it.
+    label: str
+
+
+class PaperColumn(PaperSelector):
+    #: The column's label as the paper prints it.
+    label: str
+    #: A header over adjacent columns with the same group (Cann et al.'s guides "inc." and "exc.").
+    group: str | None = None
+
+
+class PaperTable(PaperSelector):
+    """One table of a paper: its rows and columns, and its numbers as printed (percent)."""
+
+    title: str
+    #: Where the table is from, when not the paper block's ``source``.
+    source: str | None = None
+    rows: list[PaperRow] = Field(min_length=1)
+    columns: list[PaperColumn] = Field(min_length=1)
+    #: One list per row, one entry per column: the paper's accuracy in percent; null where it gives none.
+    numbers: list[list[float | None]]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PaperTable:
+        if len(self.numbers) != len(self.rows):
+            raise ValueError(f"numbers has {len(self.numbers)} row(s) but the table {len(self.rows)}")
+        for i, values in enumerate(self.numbers):
+            if len(values) != len(self.columns):
+                raise ValueError(
+                    f"numbers[{i}] (row {self.rows[i].label!r}) has {len(values)} entries but the table "
+                    f"{len(self.columns)} columns"
+                )
+            outside = [v for v in values if v is not None and not 0 <= v <= 100]
+            if outside:
+                raise ValueError(f"numbers[{i}]: accuracies are percentages in [0, 100], got {outside}")
+        for row in self.rows:
+            for column in self.columns:
+                both = sorted(row.given().keys() & column.given().keys())
+                if both:
+                    raise ValueError(
+                        f"row {row.label!r} and column {column.label!r} both give {', '.join(both)}; give "
+                        "each field on one axis (or on the table)"
+                    )
+        return self
+
+    def selector(self, row: int, column: int) -> PaperSelector:
+        """What the entry at (row, column) measured: the table's fields under the row's and column's."""
+        fields = {**self.given(), **self.rows[row].given(), **self.columns[column].given()}
+        return PaperSelector.model_validate(fields)
+
+
+class PaperConfig(Strict):
+    """A paper's tables, to print beside the matrix's own numbers (``bench report``)."""
+
+    #: The paper, e.g. "Cann et al. 2022".
+    source: str
+    tables: list[PaperTable] = Field(min_length=1)
+
+
 class MatrixConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -235,7 +471,11 @@ class MatrixConfig(Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     #: When present, every evaluated pipeline is also scored on corrupted copies of its evaluation images.
     corruptions: CorruptionConfig | None = None
+    #: When present, every evaluated pipeline whose front-end declares smoothing is also certified.
+    certify: CertifyConfig | None = None
     experiments: list[Experiment] = Field(min_length=1)
+    #: A paper's tables with its numbers, which the report prints beside the matrix's own.
+    paper: PaperConfig | None = None
 
     @property
     def standard_protocol(self) -> int | None:

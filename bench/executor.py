@@ -159,6 +159,7 @@ class LocalExecutor:
                 metrics={**out.metrics, "scale_notes": list(spec.scale_notes)},
                 artifacts=stored,
                 results=out.results,
+                certificates=out.certificates,
                 flags=out.flags,
             ),
             graph.uses.get(spec.key, []),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.api import (
@@ -19,6 +19,7 @@ from bench.api import (
     DATASETS,
     DEFENSES,
     RECIPES,
+    GaussianSmoothing,
     ImageData,
     Norm,
     load_classifier_weights,
@@ -27,6 +28,7 @@ from bench.api import (
     sha256_file,
 )
 from bench.config import (
+    FULL_SCALE_N,
     AttackConfig,
     ClassifierConfig,
     EnsembleSizeExperiment,
@@ -41,24 +43,29 @@ from bench.data.corruptions import CORRUPTIONS
 from bench.data.corruptions import IMPLEMENTATION_VERSION as CORRUPTION_VERSION
 from bench.data.splits import eval_shortfall, eval_subset, train_shortfall, train_split
 from bench.errors import ConfigError
+from bench.evaluation.judge import DEFAULT_PREDICT
 from bench.evaluation.run_attack import PROTOCOL_VERSION
-from bench.evaluation.standard import standard_attacks
+from bench.evaluation.standard import budgeted, standard_attacks
+from bench.jobs.certify import CERTIFY_VERSION, check_noise_space, select_images, selection_notes
 from bench.jobs.configs import (
     AttackJobConfig,
     CellJobConfig,
+    CertifyImages,
+    CertifyJobConfig,
     ClassifierFromSource,
     ClassifierFromWeights,
     ClassifierJobConfig,
     CorruptionJobConfig,
     EvaluatingJobConfig,
     FrontEndJobConfig,
+    JointClassifier,
     TrainedClassifier,
 )
 from bench.jobs.env import Env
 from bench.jobs.spec import JobGraph, JobSpec
 from bench.jobs.upstream import new_classifier, new_frontend
 from bench.uses import ClassifierUse, EvaluationUse, FrontEndUse
-from bench.validate import guide_sets, unstated_normalization
+from bench.validate import guide_sets, pretrained_joint_guide, unstated_normalization
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,9 @@ class Planner:
         self._classifier_keys: dict[str, str] = {}
         self._evaluations: list[str] = []
         self._randomized: dict[str, bool] = {}
+        self._smoothing: dict[str, GaussianSmoothing | None] = {}
+        #: The standard protocol's attacks whose budget the matrix changed, by label, with the note saying so.
+        self._budget_changes: dict[str, str] = {}
 
     # -- data -------------------------------------------------------------------------------------------
     def _split_note(self, data: ImageData, split: str) -> list[str]:
@@ -174,18 +184,88 @@ class Planner:
         self._classifier_keys[label] = job.key
         return job.key
 
+    def joint_classifiers(self, defense: str, guides: list[str]) -> dict[str, JointClassifier]:
+        """By guide, the new classifiers a defense that ``trains_classifier`` builds and trains with its
+        front-end: each guide's architecture, dataset, normalization and seed (its recipe is for an
+        independently trained copy, if the matrix uses one). Indexed in the order of their dumps, so the
+        front-end's key does not depend on the order the matrix lists the guides in."""
+        kind = self.m.defenses[defense].kind
+        fresh: dict[str, JointClassifier] = {}
+        for g in guides:
+            c = self.m.classifiers[g]
+            problem = pretrained_joint_guide(defense, kind, g, c)
+            if problem is not None:  # validation refuses this first
+                raise ConfigError(problem)
+            assert c.arch is not None  # a classifier with neither weights nor source names its architecture
+            info = DATASETS.get(c.dataset).info
+            fresh[g] = JointClassifier(
+                arch=c.arch,
+                dataset=c.dataset,
+                num_classes=info.num_classes,
+                normalization=_normalization(c, info.mean, info.std),
+                seed=c.seed,
+                index=0,
+            )
+        order = sorted(guides, key=lambda g: fresh[g].model_dump_json())
+        return {g: fresh[g].model_copy(update={"index": order.index(g)}) for g in guides}
+
+    def joint_classifier(self, fe: JobSpec, defense: str, guides: list[str], guide: str) -> str:
+        """The job of the classifier that front-end job ``fe`` trained for ``guide``: it takes its weights out
+        of the front-end job's artifacts, and is what the front-end is evaluated on natively."""
+        config = self.joint_classifiers(defense, guides)[guide]
+        test = self.env.dataset(config.dataset, "test")
+        job = self.graph.add(
+            JobSpec(
+                f"classifier {guide} ({config.arch}, {config.dataset}, seed {config.seed}) trained with "
+                f"front-end {defense}",
+                config,
+                (fe.key,),
+                test.identity,
+                fe.scale_notes,
+            ),
+            ClassifierUse(classifier=guide, trained_with=defense),
+        )
+        return job.key
+
+    def _joint_guides(self) -> set[str]:
+        """Classifiers the matrix names as guides of a defense that trains its own: they get a job of their
+        own only where another place of the matrix uses them as independently trained classifiers."""
+        return {
+            g
+            for exp in self.m.experiments
+            for name in exp.defenses
+            if DEFENSES.get(self.m.defenses[name].kind).trains_classifier
+            for s in guide_sets(exp)
+            for g in s
+        }
+
+    def retrains_classifier(self, defense: str, tkey: str) -> bool | None:
+        """True when the pipeline's robustness rests on training a classifier for it: the defense trains its
+        own, or the target's recipe trains for robustness (see :attr:`EvaluationUse.retrains_classifier`)."""
+        if DEFENSES.get(self.m.defenses[defense].kind).trains_classifier:
+            return True
+        target = self.graph[tkey].settings
+        if isinstance(target, TrainedClassifier) and RECIPES.get(target.recipe).robust_training(target.train):
+            return True
+        return None
+
     # -- front-ends ---------------------------------------------------------------------------------------
-    def frontend(self, label: str, guides: list[str]) -> JobSpec:
+    def frontend(self, label: str, guides: list[str], sigma: float | None = None) -> JobSpec:
+        """The front-end job of defense ``label`` for ``guides``; ``sigma`` overrides its parameter ``sigma``
+        (a smoothing defense planned once per ``certify.sigmas``)."""
         d = self.m.defenses[label]
         cls = DEFENSES.get(d.kind)
-        params = cls.Params.model_validate(d.params)
+        params = cls.Params.model_validate(d.params if sigma is None else {**d.params, "sigma": sigma})
         first = self.m.classifiers[guides[0]]
         info = DATASETS.get(first.dataset).info
         deps: tuple[str, ...] = ()
         notes: list[str] = []
         data = ""
         dataset, n_train, n_val = None, None, None
-        if cls.trainable:
+        joint: list[JointClassifier] | None = None
+        if cls.trains_classifier:
+            joint = sorted(self.joint_classifiers(label, guides).values(), key=lambda c: c.index)
+        elif cls.trainable:
             keys = [self.classifier(g) for g in guides]
             order = sorted(range(len(keys)), key=lambda i: keys[i])
             deps = tuple(keys[i] for i in order)
@@ -208,16 +288,26 @@ class Planner:
             dataset=dataset,
             n_train=n_train,
             n_val=n_val,
+            classifiers=joint,
         )
         guide_part = f" guides {'+'.join(guides)}" if cls.trainable else ""
+        if cls.trains_classifier:
+            guide_part += " (trained with it)"
         return self.graph.add(
-            JobSpec(f"front-end {label} ({d.kind}){guide_part}", config, deps, data, _dedupe(notes)),
+            JobSpec(
+                f"front-end {label} ({d.kind}){guide_part}{'' if sigma is None else f' sigma={sigma:g}'}",
+                config,
+                deps,
+                data,
+                _dedupe(notes),
+            ),
             FrontEndUse(defense=label, guides=guides if cls.trainable else []),
         )
 
     # -- evaluation -------------------------------------------------------------------------------------
-    def _evaluation(self, evald: ImageData) -> EvaluatingJobConfig:
-        """The evaluation settings every evaluating job (attack, cell, corruption) is keyed by."""
+    def _evaluation(self, evald: ImageData, fe: JobSpec) -> EvaluatingJobConfig:
+        """The evaluation settings every evaluating job (attack, cell, corruption) is keyed by; PREDICT's
+        parameters only for a front-end that declares smoothing, so no other pipeline's keys change."""
         ev = self.m.evaluation
         return EvaluatingJobConfig(
             protocol=PROTOCOL_VERSION,
@@ -226,6 +316,7 @@ class Planner:
             batch_size=ev.batch_size,
             eot_samples=ev.eot_samples,
             vote_draws=ev.vote_draws,
+            predict=DEFAULT_PREDICT if self.smoothing(fe) is not None else None,
         )
 
     def randomized(self, fe: JobSpec) -> bool:
@@ -241,25 +332,45 @@ class Planner:
     ) -> tuple[list[tuple[str, AttackConfig]], list[str]]:
         """A cell's attacks (label, config) in the order they are planned, and the labels of those that
         cascade, in cascade order (they come first; the rest run side by side on every example)."""
+        smoothed = self.smoothing(fe) is not None
         if self.m.standard_protocol is not None:
+            planned, self._budget_changes = budgeted(
+                standard_attacks(self.randomized(fe), smoothed), self.m.evaluation.standard_budget
+            )
             chosen = [
                 (a.label, AttackConfig(kind=a.kind, params=a.params, bpda=a.bpda))
-                for a in standard_attacks(self.randomized(fe))
+                for a in planned
                 if norm in ATTACKS.get(a.kind).norms
             ]
+            if not chosen:
+                raise ConfigError(
+                    f"front-end {fe.label!r} declares smoothing, and the standard protocol attacks a "
+                    f"smoothed pipeline only in {', '.join(ATTACKS.get(planned[0].kind).norms)}, not {norm}; "
+                    "restrict the experiment's threats"
+                )
             return chosen, [label for label, _ in chosen]
         attacks = self.m.attacks or {}
         names = exp.attacks or list(attacks)
+        unsmoothed = [n for n in names if ATTACKS.get(attacks[n].kind).needs_smoothing]
+        if unsmoothed and not smoothed:
+            raise ConfigError(
+                f"attack(s) {', '.join(map(repr, unsmoothed))} attack a smoothed classifier, but front-end "
+                f"{fe.label!r} declares no smoothing; restrict the experiment's attacks"
+            )
         cascade = [n for n in self.m.evaluation.cascade or [] if n in names]
         return [(n, attacks[n]) for n in cascade + [n for n in names if n not in cascade]], cascade
 
     def evaluate(self, exp_index: int, exp: Experiment, front_end: FrontEndPlan, target: str) -> None:
         defense, guides = front_end.defense, front_end.guides
-        fe = self.frontend(defense, guides)
-        tkey = self.classifier(target)
+        fe = self.frontend(defense, guides, front_end.sigma)
+        if DEFENSES.get(self.m.defenses[defense].kind).trains_classifier and target in guides:
+            tkey = self.joint_classifier(fe, defense, guides, target)
+        else:
+            tkey = self.classifier(target)
+        retrains = self.retrains_classifier(defense, tkey)
         tcfg = self.m.classifiers[target]
         evald, eval_notes = self._eval_data(tcfg.dataset)
-        evaluation = self._evaluation(evald).model_dump()
+        evaluation = self._evaluation(evald, fe).model_dump()
         ev = self.m.evaluation
         trainable = DEFENSES.get(self.m.defenses[defense].kind).trainable
         relation = _relation(trainable, target, guides, tcfg.dataset, self.m.classifiers[guides[0]].dataset)
@@ -296,10 +407,14 @@ class Planner:
                 # A cell's use (the one listing its attacks) says which protocol chose them.
                 standard_protocol=self.m.standard_protocol if attacks is not None else None,
                 cascade=cascade,
+                retrains_classifier=retrains,
+                sigma=front_end.sigma,
             )
 
         if self.m.corruptions is not None:
             self.corruptions(fe, tkey, evald, use, upstream)
+        if self.m.certify is not None:
+            self.certify(fe, tkey, use)
         standard = self.m.standard_protocol
         for tname in exp.threats or list(self.m.threats):
             threat = self.m.threats[tname]
@@ -327,6 +442,8 @@ class Planner:
                     )
                     budget = attack_cls(params).budget_note()
                     notes = [f"attack {a.kind}: {budget}"] if budget is not None else []
+                    if aname in self._budget_changes:
+                        notes.append(self._budget_changes[aname])
                     budget_notes.extend(notes)
                     job = self.graph.add(
                         JobSpec(
@@ -376,7 +493,7 @@ class Planner:
     ) -> None:
         c = self.m.corruptions
         assert c is not None
-        evaluation = self._evaluation(evald).model_dump()
+        evaluation = self._evaluation(evald, fe).model_dump()
         names = list(CORRUPTIONS) if c.names == "all" else c.names
         for name in names:
             for severity in c.severities:
@@ -396,12 +513,101 @@ class Planner:
                 )
                 self._evaluations.append(job.key)
 
+    # -- certification ----------------------------------------------------------------------------------
+    def smoothing(self, fe: JobSpec) -> GaussianSmoothing | None:
+        """The smoothing a front-end declares, read from a freshly built one as the certify job reads it from
+        the trained one (and checks they agree)."""
+        if fe.key not in self._smoothing:
+            self._smoothing[fe.key] = new_frontend(fe.settings_as(FrontEndJobConfig)).smoothing
+        return self._smoothing[fe.key]
+
+    def declared_smoothing(self, defense: str, guides: list[str]) -> GaussianSmoothing | None:
+        """The smoothing ``defense`` declares as the matrix configures it, without planning its job."""
+        d = self.m.defenses[defense]
+        config = FrontEndJobConfig(
+            kind=d.kind,
+            params=DEFENSES.get(d.kind).Params.model_validate(d.params),
+            input_shape=DATASETS.get(self.m.classifiers[guides[0]].dataset).info.input_shape,
+            seed=d.seed,
+        )
+        return new_frontend(config).smoothing
+
+    def per_sigma(self, front_ends: list[FrontEndPlan]) -> list[FrontEndPlan]:
+        """Each front-end of a smoothing defense once per ``certify.sigmas``; every other one as it is."""
+        sigmas = self.m.certify.sigmas if self.m.certify is not None else None
+        if sigmas is None:
+            return front_ends
+        planned = []
+        for f in front_ends:
+            if self.declared_smoothing(f.defense, f.guides) is None:
+                planned.append(f)
+            else:
+                planned += [replace(f, sigma=s) for s in sigmas]
+        return planned
+
+    def certify(self, fe: JobSpec, tkey: str, use: Callable[[str, str, float, str], EvaluationUse]) -> None:
+        """The certify job of a pipeline whose front-end declares smoothing (none for any other)."""
+        c = self.m.certify
+        assert c is not None
+        smoothing = self.smoothing(fe)
+        if smoothing is None:
+            return
+        target = self.graph[tkey].settings_as(ClassifierJobConfig)
+        check_noise_space(smoothing, target)
+        test = self.env.dataset(target.dataset, "test")
+        ev = self.m.evaluation
+        images = (
+            CertifyImages(every=c.stride[0], count=c.stride[1])
+            if c.stride is not None
+            else CertifyImages(seed=ev.seed, count=c.n_images if c.n_images is not None else ev.n_eval)
+        )
+        chosen, _ = select_images(test, images)
+        params = c.params
+        config = CertifyJobConfig(
+            version=CERTIFY_VERSION,
+            sigma=smoothing.sigma,
+            noise_space=smoothing.space,
+            n0=params.n0,
+            n=params.n,
+            alpha=params.alpha,
+            noise_batch=params.noise_batch,
+            seed=c.seed,
+            images=images,
+            radii=list(c.radii),
+        )
+        notes = [
+            *fe.scale_notes,
+            *self.graph[tkey].scale_notes,
+            *self._split_note(test, "test"),
+            *selection_notes(test, images, chosen),
+        ]
+        if params.n < FULL_SCALE_N:
+            preset = f", as preset {c.preset}" if c.preset is not None else ""
+            notes.append(f"CERTIFY with n={params.n:,} noise draws per image{preset} (Cohen et al. use "
+                         f"{FULL_SCALE_N:,})")
+        where = use("certify", "l2", 0.0, "certify").model_copy(
+            update={"sigma": smoothing.sigma, "certify_preset": c.preset}
+        )
+        job = self.graph.add(
+            JobSpec(
+                f"certify sigma={smoothing.sigma:g}: {where.defense} -> {where.target}",
+                config,
+                (fe.key, tkey),
+                chosen.identity,
+                _dedupe(notes),
+            ),
+            where,
+        )
+        self._evaluations.append(job.key)
+
     def plan(self) -> Planned:
+        joint = self._joint_guides()
         for label in self.m.classifiers:
-            self.classifier(label)
+            if label not in joint:
+                self.classifier(label)
         for i, exp in enumerate(self.m.experiments):
             for defense in exp.defenses:
-                for front_end in _front_ends(exp, defense):
+                for front_end in self.per_sigma(_front_ends(exp, defense)):
                     for target in front_end.targets:
                         self.evaluate(i, exp, front_end, target)
         return Planned(self.graph, tuple(dict.fromkeys(self._evaluations)))
@@ -417,6 +623,8 @@ class FrontEndPlan:
     #: Ensemble size and draw, for ensemble-size experiments only.
     m: int | None = None
     draw: int | None = None
+    #: The σ its smoothing defense is planned at (``certify.sigmas``); None for the defense's own.
+    sigma: float | None = None
 
 
 def _front_ends(exp: Experiment, defense: str) -> list[FrontEndPlan]:

@@ -18,6 +18,9 @@ Relation = Literal["native", "cross-model", "cross-dataset", "no-guides"]
 
 class ClassifierUse(Record):
     classifier: str
+    #: The defense whose front-end job trained this classifier jointly with its front-end (a defense that
+    #: ``trains_classifier``); None for a classifier of its own job, trained or loaded independently.
+    trained_with: str | None = None
 
 
 class FrontEndUse(Record):
@@ -59,6 +62,17 @@ class EvaluationUse(Record):
     #: A cell's attacks that ran as a cascade, in cascade order (each only on the examples every earlier one
     #: failed to break); None when every attack ran side by side on every example.
     cascade: list[str] | None = None
+    #: True when the pipeline's robustness rests on training a classifier for it, so the defense is not
+    #: model-agnostic: the defense trains its own classifier (``trains_classifier``, e.g. ``jat``: every row
+    #: of it, transfer rows too, since its front-end exists only with that classifier), or the target's
+    #: recipe trains it for robustness (``madry-at``, Gaussian noise). None otherwise.
+    retrains_classifier: bool | None = None
+    #: The smoothing σ (in the defense's declared noise space): on every certify job, and on every job of a
+    #: smoothing defense the matrix plans once per σ (``certify.sigmas``); None otherwise.
+    sigma: float | None = None
+    #: The certify preset (:data:`bench.certify.PRESETS`) a certify job follows; None when the matrix set n0,
+    #: n, alpha and the images itself.
+    certify_preset: str | None = None
 
 
 JobUse = ClassifierUse | FrontEndUse | EvaluationUse

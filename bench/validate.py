@@ -6,6 +6,7 @@ a user fixes a matrix in one pass instead of one error per run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from bench.api import (
     DEFENSES,
     RECIPES,
     SOURCES,
+    GaussianSmoothing,
     build_classifier,
     check_external,
     freeze,
@@ -29,6 +31,7 @@ from bench.api import (
     saved_normalization,
 )
 from bench.attacks.pgd import FGSMParams, PGDParams
+from bench.attacks.smoothed_pgd import SmoothedPGD, SmoothedPGDParams
 from bench.config import (
     ClassifierConfig,
     CrossDatasetExperiment,
@@ -37,11 +40,13 @@ from bench.config import (
     Experiment,
     MatrixConfig,
     NativeExperiment,
+    PaperSelector,
     format_validation_error,
     resolve_path,
 )
 from bench.data.corruptions import CORRUPTIONS, SEVERITIES, SUPPORTED_SHAPES
 from bench.errors import BenchError, ConfigError, UnknownNameError, WeightsError
+from bench.evaluation.standard import standard_attacks
 
 
 class Problems:
@@ -102,8 +107,12 @@ def validate_matrix(matrix: MatrixConfig, source: str, base_dir: Path, data_root
                 )
     if matrix.corruptions is not None:
         _check_corruptions(p, matrix, shapes)
+    if matrix.certify is not None:
+        _check_certify(p, matrix)
     for i, exp in enumerate(matrix.experiments):
         _check_experiment(p, f"experiments[{i}]", exp, matrix, shapes)
+    if matrix.paper is not None:
+        _check_paper(p, matrix)
     p.raise_if_any()
 
 
@@ -124,13 +133,32 @@ def _check_protocol(p: Problems, matrix: MatrixConfig) -> None:
         if ev.cascade is not None:
             p.add("evaluation.cascade", "the standard protocol cascades its own attacks in its own order; "
                                         "cascade orders a custom attack set (evaluation.protocol: custom)")
+        _check_standard_budget(p, ev.standard_budget or {})
         return
+    if ev.standard_budget is not None:
+        p.add("evaluation.standard_budget", "changes the standard protocol's budgets, but the matrix runs "
+                                            "its own attacks (evaluation.protocol: custom); set their "
+                                            "parameters in the attacks: block instead")
     if not attacks:
         p.add("attacks", "evaluation.protocol: custom runs the matrix's own attacks, but it names none; add "
                          "an attacks: block, or remove protocol: custom to run the standard protocol")
     for j, name in enumerate(ev.cascade or []):
         if p.name(f"evaluation.cascade[{j}]", "attack", name, attacks) and (ev.cascade or []).index(name) < j:
             p.add(f"evaluation.cascade[{j}]", f"attack {name!r} is already in the cascade; each runs once")
+
+
+def _check_standard_budget(p: Problems, budget: dict[str, dict[str, Any]]) -> None:
+    protocol = {
+        a.label.removeprefix("std:"): a
+        for r in (False, True)
+        for smoothed in (False, True)
+        for a in standard_attacks(r, smoothed)
+    }
+    for label, change in budget.items():
+        path = f"evaluation.standard_budget.{label}"
+        if p.name(path, "standard-protocol attack", label, protocol):
+            attack = protocol[label]
+            p.params(path, ATTACKS.get(attack.kind).Params, {**attack.params, **change})
 
 
 def _check_corruptions(p: Problems, matrix: MatrixConfig, shapes: dict[str, tuple[int, int, int]]) -> None:
@@ -149,6 +177,82 @@ def _check_corruptions(p: Problems, matrix: MatrixConfig, shapes: dict[str, tupl
                 f"classifier {label!r} takes images of shape {shape}; corruptions are defined for "
                 f"{list(SUPPORTED_SHAPES)}",
             )
+
+
+def _check_certify(p: Problems, matrix: MatrixConfig) -> None:
+    """A certify block certifies the pipelines whose front-end declares smoothing, so it needs at least one;
+    its ``sigmas`` go into each smoothing defense's ``sigma`` parameter, which the defense must have; and
+    normalized-space noise needs the normalization of every classifier it is certified on. Front-ends are
+    built untrained, as the planner builds them to read their declarations."""
+    built: dict[tuple[str, tuple[int, int, int]], GaussianSmoothing | None] = {}
+    declared = False
+    sigmas_checked: set[str] = set()
+    for i, exp in enumerate(matrix.experiments):
+        shapes = {
+            DATASETS.get(matrix.classifiers[s[0]].dataset).info.input_shape
+            for s in guide_sets(exp)
+            if s[0] in matrix.classifiers and matrix.classifiers[s[0]].dataset in DATASETS
+        }
+        for j, name in enumerate(exp.defenses):
+            d = matrix.defenses.get(name)
+            if d is None or d.kind not in DEFENSES:
+                continue  # reported with the experiment or the defense
+            cls = DEFENSES.get(d.kind)
+            try:
+                params = cls.Params.model_validate(d.params)
+            except ValidationError:
+                continue  # reported with the defense's parameters
+            for shape in sorted(shapes):
+                if (name, shape) not in built:
+                    try:
+                        built[name, shape] = getattr(cls().build(params, shape), "smoothing", None)
+                    except BenchError as exc:
+                        built[name, shape] = None
+                        problem = f"defense {name!r} ({d.kind}) cannot be built: {exc}"
+                        p.add(f"defenses.{name}.params", problem)
+                        continue
+                smoothing = built[name, shape]
+                if smoothing is not None and name not in sigmas_checked:
+                    sigmas_checked.add(name)
+                    _check_sigmas(p, matrix, name)
+                declared = declared or smoothing is not None
+                if smoothing is None or smoothing.space != "normalized":
+                    continue
+                for t in _evaluated(exp):
+                    target = matrix.classifiers.get(t)
+                    if target is not None and target.source is not None:
+                        p.add(
+                            f"experiments[{i}].defenses[{j}]",
+                            f"defense {name!r} adds its noise after the classifier's normalization "
+                            f"(space: normalized), but target {t!r} is a model-zoo classifier "
+                            f"({target.source}) that normalizes inside itself, so its normalization and the "
+                            "noise's size in pixels are unknown; declare space: pixel for it",
+                        )
+    if not declared:
+        p.add(
+            "certify",
+            "no defense of the matrix's experiments declares smoothing (FrontEnd.smoothing), so there is "
+            "nothing to certify; add a smoothing defense (kind: smoothing) or remove the certify block",
+        )
+
+
+def _check_sigmas(p: Problems, matrix: MatrixConfig, name: str) -> None:
+    """``certify.sigmas`` replaces the ``sigma`` parameter of each defense that declares smoothing."""
+    sigmas = matrix.certify.sigmas if matrix.certify is not None else None
+    if sigmas is None:
+        return
+    d = matrix.defenses[name]
+    model = DEFENSES.get(d.kind).Params
+    if "sigma" not in model.model_fields:
+        p.add(
+            f"defenses.{name}",
+            f"certify.sigmas plans every smoothing defense once per sigma by setting its parameter sigma, "
+            f"but defense {name!r} ({d.kind}) declares smoothing without a sigma parameter; remove "
+            "certify.sigmas to certify it at the sigma it declares",
+        )
+        return
+    for s in sigmas:
+        p.params(f"defenses.{name}.params", model, {**d.params, "sigma": s})
 
 
 def _check_classifier(
@@ -324,6 +428,11 @@ def _check_defenses_with_guides(
         if d is None or d.kind not in DEFENSES or not DEFENSES.get(d.kind).trainable:
             continue
         cls = DEFENSES.get(d.kind)
+        if cls.trains_classifier:
+            for guide in dict.fromkeys(g for s in sets for g in s):
+                problem = pretrained_joint_guide(name, d.kind, guide, matrix.classifiers[guide])
+                if problem is not None:
+                    p.add(f"{path}.defenses[{j}]", problem)
         try:
             params = cls.Params.model_validate(d.params)
         except ValidationError:
@@ -337,6 +446,20 @@ def _check_defenses_with_guides(
                 cls().check(params, DATASETS.get(first).info.input_shape, guides)
             except ConfigError as exc:
                 p.add(f"{path}.defenses[{j}]", f"defense {name!r} ({d.kind}), guides {'+'.join(s)}: {exc}")
+
+
+def pretrained_joint_guide(defense: str, kind: str, guide: str, c: ClassifierConfig) -> str | None:
+    """Why ``guide`` cannot be a guide of a defense that trains its guides from scratch with its front-end
+    (``trains_classifier``), or None when it can: a pre-trained guide would be silently thrown away."""
+    if c.weights is None and c.source is None:
+        return None
+    given = f"weights: {c.weights}" if c.weights is not None else f"source: {c.source}"
+    return (
+        f"defense {defense!r} ({kind}) trains its guide classifiers from scratch, jointly with its "
+        f"front-end, but guide {guide!r} is pre-trained ({given}); give that guide an arch without weights "
+        "or source so a new one is trained, or use a defense that trains through frozen pre-trained guides "
+        "(rtfe, robustifier)"
+    )
 
 
 def _evaluated(exp: Experiment) -> list[str]:
@@ -390,16 +513,20 @@ def _check_reach(p: Problems, matrix: MatrixConfig, attack: str, threat: str, ep
         params = cls.Params.model_validate(cfg.params)
     except ValidationError:
         return  # reported with the attack's parameters
-    if not isinstance(params, PGDParams) or isinstance(params, FGSMParams):
+    if isinstance(params, SmoothedPGDParams):
+        if issubclass(cls, SmoothedPGD) and cls.weak_reproduction is not None:
+            return  # a paper's own weak attack, let through under its name only; its rows are flagged weak
+    elif not isinstance(params, PGDParams) or isinstance(params, FGSMParams):
         return
     for eps in (e for e in epsilons if e > 0):
-        reach = params.steps * max(params.alphas(eps))
+        step = params.alpha(eps) if isinstance(params, SmoothedPGDParams) else max(params.alphas(eps))
+        reach = params.steps * step
         if reach < eps * (1 - 1e-9):
             p.add(
                 f"attacks.{attack}",
-                f"{params.steps} steps of at most {max(params.alphas(eps)):g} travel {reach:g}, less than "
+                f"{params.steps} steps of at most {step:g} travel {reach:g}, less than "
                 f"threat {threat!r}'s epsilon {eps:g}: the attack cannot reach the edge of the ball; use "
-                "rel_step_sizes (multiples of epsilon) or more steps",
+                "relative step sizes (multiples of epsilon) or more steps",
             )
 
 
@@ -426,3 +553,139 @@ def guide_sets(exp: Experiment) -> list[list[str]]:
     if isinstance(exp, EnsembleSizeExperiment):
         return [list(exp.pool)]
     return [list(exp.guides)] if exp.guides is not None else [list(s) for s in exp.guide_sets or []]
+
+
+def _check_paper(p: Problems, matrix: MatrixConfig) -> None:
+    """Every name in the paper block is one of the matrix's, and every number names a cell the matrix
+    evaluates, so a misspelt name or a cell the matrix never runs is caught before the run, not printed as a
+    blank beside the paper's number after it."""
+    assert matrix.paper is not None
+    if matrix.standard_protocol is None:
+        attacks = list(matrix.attacks or {})
+    else:
+        labels = (a.label for r in (False, True) for s in (False, True) for a in standard_attacks(r, s))
+        attacks = list(dict.fromkeys(labels))
+    for i, table in enumerate(matrix.paper.tables):
+        path = f"paper.tables[{i}]"
+        parts: list[tuple[str, PaperSelector]] = [(path, table)]
+        parts += [(f"{path}.rows[{j}]", row) for j, row in enumerate(table.rows)]
+        parts += [(f"{path}.columns[{k}]", column) for k, column in enumerate(table.columns)]
+        known = all([_check_paper_names(p, where, part, matrix, attacks) for where, part in parts])
+        if not known:
+            continue  # an entry naming an unknown defense or classifier cannot be placed
+        for j, row in enumerate(table.rows):
+            for k, column in enumerate(table.columns):
+                if table.numbers[j][k] is None:
+                    continue
+                problem = _paper_entry_problem(matrix, table.selector(j, k))
+                if problem is not None:
+                    where = f"row {row.label!r}, column {column.label!r}"
+                    p.add(f"{path}.numbers[{j}][{k}]", f"{where}: {problem}")
+
+
+def _check_paper_names(
+    p: Problems, path: str, part: PaperSelector, matrix: MatrixConfig, attacks: list[str]
+) -> bool:
+    """Checks the names one table, row or column gives; False when one of them is unknown."""
+    ok = True
+    if part.defense is not None:
+        ok &= p.name(f"{path}.defense", "defense", part.defense, matrix.defenses)
+    for j, guide in enumerate(part.guides or []):
+        ok &= p.name(f"{path}.guides[{j}]", "classifier", guide, matrix.classifiers)
+    if part.target is not None:
+        ok &= p.name(f"{path}.target", "classifier", part.target, matrix.classifiers)
+    if part.threat is not None:
+        ok &= p.name(f"{path}.threat", "threat", part.threat, matrix.threats)
+    if part.attack is not None:
+        ok &= p.name(f"{path}.attack", "attack", part.attack, attacks)
+    sizes = sorted({m for e in matrix.experiments if isinstance(e, EnsembleSizeExperiment) for m in e.sizes})
+    if part.m is not None and part.m not in sizes:
+        p.add(f"{path}.m", f"no ensemble-size experiment of the matrix has size {part.m} (sizes: {sizes})")
+        ok = False
+    certify = matrix.certify
+    if (part.radius is not None or part.sigma is not None) and certify is None:
+        p.add(path, "a radius or sigma names a certified number, but the matrix has no certify block")
+        return False
+    if certify is not None and part.radius is not None and not _among(part.radius, certify.radii):
+        p.add(f"{path}.radius", f"radius {part.radius:g} is not one of certify.radii {certify.radii}")
+        ok = False
+    sigmas = certify.sigmas if certify is not None else None
+    if part.sigma is not None and sigmas is not None and not _among(part.sigma, sigmas):
+        p.add(f"{path}.sigma", f"sigma {part.sigma:g} is not one of certify.sigmas {sigmas}")
+        ok = False
+    return ok
+
+
+def _among(value: float, values: Iterable[float]) -> bool:
+    return any(math.isclose(value, v, rel_tol=1e-9, abs_tol=1e-12) for v in values)
+
+
+def _paper_entry_problem(matrix: MatrixConfig, entry: PaperSelector) -> str | None:
+    """Why one number of a paper's table names no single cell of the matrix, or None when it names one.
+
+    A threat stands for its norm and radius: two threats of the matrix may share a radius, and with it the
+    cells there. Without ``m`` an entry names the other experiments' cells, with it an ensemble size's draws.
+    """
+    if entry.defense is None or entry.target is None:
+        return "names no defense and target (give them on the row, the column or the table)"
+    metric = entry.measured
+    if metric == "certified" and entry.radius is None:
+        return "a certified number needs a radius"
+    if metric != "certified" and (entry.radius is not None or entry.sigma is not None):
+        return f"radius and sigma are for certified numbers, not {metric} ones"
+    if entry.attack is not None and metric != "robust":
+        return f"attack is for robust numbers, not {metric} ones"
+    at: tuple[str, float] | None = None
+    if metric == "robust":
+        threat = entry.threat
+        if threat is None:
+            if len(matrix.threats) > 1:
+                return f"give threat: the matrix has several ({', '.join(matrix.threats)})"
+            threat = next(iter(matrix.threats))
+        epsilons = matrix.threats[threat].epsilons
+        listed = ", ".join(f"{e:g}" for e in epsilons)
+        if entry.eps is None and len(epsilons) > 1:
+            return f"give eps: threat {threat!r} has several ({listed})"
+        if entry.eps is not None and not _among(entry.eps, epsilons):
+            return f"eps {entry.eps:g} is not a radius of threat {threat!r} ({listed})"
+        at = (matrix.threats[threat].norm, entry.eps if entry.eps is not None else epsilons[0])
+    trainable = DEFENSES.get(matrix.defenses[entry.defense].kind).trainable
+    if entry.guides is not None and not trainable:
+        return f"defense {entry.defense!r} trains no front-end, so it has no guide set; remove guides"
+    sets = _paper_guide_sets(matrix, entry, at)
+    if not sets:
+        with_guides = f" with guides {'+'.join(entry.guides)}" if entry.guides else ""
+        size = f" at ensemble size {entry.m}" if entry.m is not None else ""
+        under = f" at {at[0]} eps {at[1]:g}" if at is not None else ""
+        what = f"defense {entry.defense!r}{with_guides}{size}"
+        return f"no experiment evaluates {what} on target {entry.target!r}{under}"
+    if trainable and entry.guides is None and entry.m is None and len(sets) > 1:
+        listed = ", ".join("+".join(s) for s in sorted(sets))
+        where = f"defense {entry.defense!r} meets target {entry.target!r}"
+        return f"{where} with several guide sets ({listed}); give guides"
+    return None
+
+
+def _paper_guide_sets(
+    matrix: MatrixConfig, entry: PaperSelector, at: tuple[str, float] | None
+) -> set[tuple[str, ...]]:
+    """The guide sets with which the matrix evaluates the entry's defense on its target (at norm and radius
+    ``at``): the other experiments' without ``m``, an ensemble-size experiment's pool (standing for all its
+    draws) with it."""
+    found: set[tuple[str, ...]] = set()
+    for exp in matrix.experiments:
+        threats = [matrix.threats[t] for t in exp.threats or matrix.threats if t in matrix.threats]
+        reaches = at is None or any(t.norm == at[0] and _among(at[1], t.epsilons) for t in threats)
+        if entry.defense not in exp.defenses or not reaches:
+            continue
+        if isinstance(exp, EnsembleSizeExperiment):
+            wanted = entry.guides
+            fits = wanted is None or (set(wanted) <= set(exp.pool) and len(wanted) in exp.sizes)
+            if entry.m is not None and entry.m in exp.sizes and entry.target in exp.targets and fits:
+                found.add(tuple(sorted(wanted or exp.pool)))
+        elif entry.m is None:
+            for s in guide_sets(exp):
+                evaluated = s if isinstance(exp, NativeExperiment) else list(getattr(exp, "targets", []))
+                if entry.target in evaluated and (entry.guides is None or sorted(entry.guides) == sorted(s)):
+                    found.add(tuple(sorted(s)))
+    return found

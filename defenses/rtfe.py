@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import torch
 from pydantic import Field
@@ -31,7 +31,6 @@ from torch import nn
 from bench.api import (
     ConfigError,
     Defense,
-    DefenseParams,
     FrontEnd,
     ImageData,
     JobContext,
@@ -42,32 +41,16 @@ from bench.api import (
 )
 from defenses.adversarial import cross_entropy_through, pgd, robust_accuracy
 from defenses.guides import check_guides_fit
-from defenses.unet import build_unet, depth_problem
+from defenses.unet import AdversarialUNetParams, build_unet, depth_problem
 
 #: Salts of the training and validation random streams.
 TRAIN_SALT, VAL_SALT = 0x47F1, 0x47F2
 
 
-class RTFEParams(DefenseParams):
-    #: U-Net width scale S: level i has 8·S·2^i channels.
-    scale: int = Field(8, ge=1)
-    #: U-Net levels below the top one; the image side must be divisible by 2^depth.
-    depth: int = Field(4, ge=1)
+class RTFEParams(AdversarialUNetParams):
     #: beta of the Huber logit loss (Eq. 6).
     huber_beta: float = Field(1.0, gt=0)
-    #: The training attack (pixel units); the paper's is Linf.
-    norm: Literal["linf", "l2"] = "linf"
-    eps: float = Field(8 / 255, gt=0)
-    attack_steps: int = Field(7, ge=1)
-    attack_step: float = Field(2 / 255, gt=0)
     epochs: int = Field(60, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(2e-4, ge=0)
-    #: Fractions of the run after which the learning rate is multiplied by ``lr_decay``; none by default.
-    lr_milestones: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=list)
-    lr_decay: float = Field(0.1, gt=0, le=1)
 
 
 @register_defense("rtfe")

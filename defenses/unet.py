@@ -18,13 +18,14 @@ Every level halves the image, so the side must be divisible by 2^depth; a size t
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from bench.api import ConfigError, FrontEnd
+from bench.api import ConfigError, DefenseParams, FrontEnd
 
 Upsampling = Literal["bilinear", "nearest"]
 
@@ -151,3 +152,26 @@ def build_unet(
 ) -> UNet:
     cls = BoundedUNet if sigmoid else UNet
     return cls(input_shape, scale, depth, up)
+
+
+class AdversarialUNetParams(DefenseParams):
+    """What a U-Net front-end trained on PGD examples with SGD is configured by (RTFE, JAT): the network's
+    size, the training attack and Madry et al.'s optimizer. Each defense states its epochs and schedule."""
+
+    #: U-Net width scale S: level i has 8·S·2^i channels.
+    scale: int = Field(8, ge=1)
+    #: U-Net levels below the top one; the image side must be divisible by 2^depth.
+    depth: int = Field(4, ge=1)
+    #: The training attack (pixel units); Madry et al.'s and Cann et al.'s is Linf.
+    norm: Literal["linf", "l2"] = "linf"
+    eps: float = Field(8 / 255, gt=0)
+    attack_steps: int = Field(7, ge=1)
+    attack_step: float = Field(2 / 255, gt=0)
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(2e-4, ge=0)
+    #: Fractions of the run after which the learning rate is multiplied by ``lr_decay``.
+    lr_milestones: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=list)
+    lr_decay: float = Field(0.1, gt=0, le=1)

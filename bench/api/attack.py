@@ -35,6 +35,9 @@ class Attack(ABC):
     uses_gradients: ClassVar[bool] = True
     #: True for attacks crafted on another pipeline; the runner then calls ``bind_surrogate(pipeline)`` first.
     needs_surrogate: ClassVar[bool] = False
+    #: True for attacks on a smoothed classifier, which need a front-end that declares smoothing; the
+    #: planner refuses them against any other.
+    needs_smoothing: ClassVar[bool] = False
     #: Part of the attack job's key: bump it when a change to the attack alters what it finds for the same
     #: parameters, so only this attack's stored outcomes are recomputed.
     revision: ClassVar[int] = 1

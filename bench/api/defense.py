@@ -34,6 +34,12 @@ class Defense(ABC):
     trainable: ClassVar[bool] = False
     #: Whether ``fit`` needs the training data at all (some front-ends train without guides).
     needs_data: ClassVar[bool] = False
+    #: Whether ``fit`` trains its guides too, from scratch and jointly with the front-end (Zhou et al.'s
+    #: joint adversarial training). Its guides in a matrix are then classifiers to build, never pre-trained
+    #: ones: ``fit`` gets them freshly initialized and trainable, the front-end job keeps the weights it
+    #: leaves them with, and the front-end is evaluated natively on those, not on an independently trained
+    #: classifier of the same configuration. Implies ``trainable`` and ``needs_data``.
+    trains_classifier: ClassVar[bool] = False
 
     @abstractmethod
     def build(self, params: Any, input_shape: tuple[int, int, int]) -> FrontEnd: ...
@@ -50,9 +56,10 @@ class Defense(ABC):
         """Train ``frontend`` in place; returns training metrics for the job record.
 
         Guides arrive frozen and shared with other jobs: the harness checks their weights are unchanged
-        afterwards and fails the job if not. ``val`` holds images of the training split disjoint from
-        ``train`` (``n_val`` in the defense's matrix entry; None when 0), for early stopping, a plateau
-        schedule or validation metrics. A long fit checkpoints each epoch through
+        afterwards and fails the job if not (unless the defense ``trains_classifier``: then they are its own,
+        new and trainable, and ``fit`` leaves them trained and in eval mode). ``val`` holds images of the
+        training split disjoint from ``train`` (``n_val`` in the defense's matrix entry; None when 0), for
+        early stopping, a plateau schedule or validation metrics. A long fit checkpoints each epoch through
         :class:`bench.api.TrainingState`, so a killed run resumes it.
         """
         return {}

@@ -123,13 +123,15 @@ class StraightThrough(FrontEnd):
     rounding, a ``.detach()``, a saturating or deeply iterated map) cannot hide the classifier's gradient.
     The wrapped front-end runs without a graph, so its declared parts return their exact values too, and
     the output is bit-identical to the wrapped front-end's. Randomness and the private stream are the wrapped
-    front-end's: the harness's seeding reaches it, and EOT and votes apply when it is randomized.
+    front-end's: the harness's seeding reaches it, and EOT and votes apply when it is randomized; so is its
+    declared smoothing, so the pipeline is still judged and attacked as the smoothed classifier.
     """
 
     def __init__(self, frontend: FrontEnd) -> None:
         super().__init__()
         self.inner = frontend
         self.randomized = frontend.randomized
+        self.smoothing = frontend.smoothing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (torch.is_grad_enabled() and x.requires_grad):

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from torch import nn
 
 from bench.api.context import JobContext
@@ -37,12 +37,34 @@ class RecipeParams(BaseModel):
     #: Images held out of the training split for validation (never the test split).
     n_val: int = Field(0, ge=0)
     compile: bool = False
+    #: Standard deviation of Gaussian noise added in [0,1] pixel space to every training batch, after
+    #: augmentation and without clamping (Cohen et al. 2019's classifier for randomized smoothing); 0 = none.
+    noise_sigma: float = Field(0.0, ge=0, allow_inf_nan=False)
+
+    @model_serializer(mode="wrap")
+    def _noise_absent_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        """Leave ``noise_sigma`` out of the dump when it is 0: the dump is hashed into the classifier's job
+        key, which must stay what it was for every recipe trained before the option existed."""
+        dumped: dict[str, object] = handler(self)
+        if self.noise_sigma == 0:
+            dumped.pop("noise_sigma", None)
+        return dumped
 
 
 class Recipe(ABC):
     Params: ClassVar[type[RecipeParams]]
     #: Epochs of the full-scale recipe; fewer are reported as reduced scale.
     full_scale_epochs: ClassVar[int]
+    #: True when the recipe itself trains the classifier for robustness (adversarial training): a defense
+    #: evaluated on such a classifier is not model-agnostic. :meth:`robust_training` also counts noise.
+    retrains_for_robustness: ClassVar[bool] = False
+
+    @classmethod
+    def robust_training(cls, params: RecipeParams) -> bool:
+        """Whether ``params`` train for robustness: the recipe does by itself, or Gaussian noise is added
+        (``noise_sigma``). A defense on such a classifier leans on its retraining, so the report marks the
+        target not model-agnostic."""
+        return cls.retrains_for_robustness or params.noise_sigma > 0
 
     @abstractmethod
     def make_optimizer(
@@ -91,6 +113,10 @@ class Recipe(ABC):
                 if ctx.use_channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 x = self.train_inputs(model, x, labels[idx], params, gen)
+                if params.noise_sigma > 0:
+                    # From the checkpointed stream, so a resumed run draws the noise it would have drawn.
+                    noise = torch.randn(x.shape, generator=gen, device=device, dtype=x.dtype)
+                    x = x + params.noise_sigma * noise
                 with ctx.autocast():
                     loss = F.cross_entropy(step_model(x), labels[idx])
                 opt.zero_grad(set_to_none=True)

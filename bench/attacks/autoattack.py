@@ -35,7 +35,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from bench.api import Attack, AttackParams, JobContext, Norm, Pipeline, Threat, register_attack
 from bench.errors import ConfigError
@@ -46,6 +52,13 @@ from bench.errors import ConfigError
 REFERENCE_N_ITER = 100
 REFERENCE_N_QUERIES = 5000
 REFERENCE_RAND_EOT = 20
+
+SubAttack = Literal["apgd-ce", "apgd-t", "fab-t", "square", "apgd-dlr"]
+#: Each version's sub-attacks in the order pyautoattack runs them (its ``_set_version``).
+VERSION_ATTACKS: dict[str, tuple[SubAttack, ...]] = {
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+    "rand": ("apgd-ce", "apgd-dlr"),
+}
 
 #: pyautoattack's spelling of our norms.
 AA_NORM: dict[Norm, str] = {"linf": "Linf", "l2": "L2", "l1": "L1"}
@@ -167,6 +180,34 @@ class AutoAttackParams(AttackParams):
     eot_iter: int | None = Field(None, ge=1)
     #: Examples pyautoattack pushes through the pipeline at once.
     batch_size: int = Field(250, ge=1)
+    #: A subset of the version's sub-attacks to run (pyautoattack's ``attacks_to_run``, kept in the version's
+    #: order); None runs all of them, as published. A subset is a reduced budget and says so.
+    attacks: list[SubAttack] | None = Field(None, min_length=1)
+
+    @field_validator("attacks")
+    @classmethod
+    def _no_repeats(cls, value: list[SubAttack] | None) -> list[SubAttack] | None:
+        if value is not None and len(set(value)) < len(value):
+            raise ValueError(f"each sub-attack runs once, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _of_the_version(self) -> AutoAttackParams:
+        order = VERSION_ATTACKS[self.version]
+        foreign = [a for a in self.attacks or [] if a not in order]
+        if foreign:
+            raise ValueError(f"the {self.version} version runs {', '.join(order)}, not {', '.join(foreign)}")
+        if self.attacks is not None:  # pyautoattack's order, whatever order they were listed in: one key
+            object.__setattr__(self, "attacks", sorted(self.attacks, key=order.index))
+        return self
+
+    @model_serializer(mode="wrap")
+    def _absent_when_all(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        """Unset, ``attacks`` is left out of the dump, so the keys of jobs run before it existed stay."""
+        dumped: dict[str, object] = handler(self)
+        if dumped.get("attacks") is None:
+            dumped.pop("attacks", None)
+        return dumped
 
 
 class AutoAttackRandParams(AutoAttackParams):
@@ -218,10 +259,14 @@ class AutoAttack(Attack):
         if p.n_iter < REFERENCE_N_ITER:
             cut.append(f"{p.n_iter} of {REFERENCE_N_ITER} APGD/FAB iterations")
         # Square runs only in the standard version; only the rand version's APGD averages over draws.
-        if p.version == "standard" and p.n_queries < REFERENCE_N_QUERIES:
+        runs_square = p.attacks is None or "square" in p.attacks
+        if p.version == "standard" and p.n_queries < REFERENCE_N_QUERIES and runs_square:
             cut.append(f"{p.n_queries} of {REFERENCE_N_QUERIES} Square queries")
         if p.version == "rand" and self._eot() < REFERENCE_RAND_EOT:
             cut.append(f"{self._eot()} of {REFERENCE_RAND_EOT} EOT draws per gradient")
+        if p.attacks is not None and len(p.attacks) < len(VERSION_ATTACKS[p.version]):
+            left = [a for a in VERSION_ATTACKS[p.version] if a not in p.attacks]
+            cut.append(f"{', '.join(left)} not run (of the {p.version} version)")
         return ", ".join(cut) or None
 
     def perturb(
@@ -255,6 +300,8 @@ class AutoAttack(Attack):
                 device=x.device,
             )
             self._configure(aa, pipeline, threat, n_cls)
+            if p.attacks is not None:
+                aa.attacks_to_run = list(p.attacks)
             x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=p.batch_size)
         self.last_warnings = _dedupe(said.warnings)
         self.all_warnings = _dedupe(self.all_warnings + self.last_warnings)

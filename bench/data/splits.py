@@ -84,6 +84,12 @@ def eval_subset(data: ImageData, n_eval: int | None, seed: int) -> ImageData:
     return data.subset(_perm(len(data), seed)[:take], f"eval:{seed}:{take}")
 
 
+def eval_indices(data: ImageData, n_eval: int | None, seed: int) -> torch.Tensor:
+    """The positions in ``data`` that :func:`eval_subset` takes, in its order (a certificate's noise is
+    seeded by the image's position, so the same image draws the same noise in any selection)."""
+    return _perm(len(data), seed)[: _eval_take(data, n_eval)]
+
+
 def eval_shortfall(data: ImageData, n_eval: int | None) -> Shortfall | None:
     """Whether :func:`eval_subset` with this count evaluates on fewer than ``n_eval`` images."""
     take = _eval_take(data, n_eval)

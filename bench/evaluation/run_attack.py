@@ -9,6 +9,7 @@ import torch
 
 from bench.api import Attack, ImageData, JobContext, Pipeline, Threat
 from bench.evaluation.gradient_probe import dead, margin_gain
+from bench.evaluation.judge import SmoothedPredict, declared_smoothing, judged
 from bench.evaluation.verify import verified_correct
 
 #: Part of every evaluating job's key; bumped whenever the harness's judgment of an example changes (how clean
@@ -45,6 +46,7 @@ def run_attack(
     batch_size: int,
     attack_seed: int | None = None,
     only: torch.Tensor | None = None,
+    predict: SmoothedPredict | None = None,
 ) -> AttackOutcome:
     """Attack the examples the pipeline gets right (the others are already counted as errors) and, when
     ``only`` (bool per example) is given, that are among those: a cascade passes the examples every earlier
@@ -59,11 +61,17 @@ def run_attack(
     forward and backward pass each, counted in the attack's passes and gradient tally. The probe comes after
     every batch has been attacked and judged, so it draws nothing a randomized pipeline's attack or votes
     would have drawn.
+
+    Every judgment (the clean answers, the re-check of each candidate) is
+    :func:`~bench.evaluation.judge.judged`'s: for a pipeline whose front-end declares smoothing, PREDICT with
+    ``predict``'s parameters on fresh noise, where an abstention counts as wrong.
     """
     attack.check(threat)
     pipeline.reset_counters()
     start = time.perf_counter()
-    clean = [(pipeline.predict(x) == y) for x, y in data.batches(batch_size, ctx.device)]
+    classes = data.info.num_classes
+    smoothed = declared_smoothing(pipeline) is not None
+    clean = [(judged(pipeline, x, classes, predict) == y) for x, y in data.batches(batch_size, ctx.device)]
     if attack_seed is not None:
         pipeline.frontend.reseed(attack_seed)
     robust, advs, attacked = [], [], []
@@ -75,7 +83,15 @@ def run_attack(
         x_adv = x.clone()
         if bool(ok.any()):
             x_adv[ok] = attack.perturb(pipeline, x[ok], y[ok], threat, ctx).detach()
-        still = verified_correct(pipeline, x, x_adv, y, threat)
+        if smoothed:
+            # PREDICT costs n passes per image: spend them on the attacked examples only, since the rest
+            # count as not robust whatever a re-check says. Other pipelines re-check the whole batch, as
+            # they always have, so a randomized one's votes draw what they drew before.
+            still = torch.zeros_like(ok)
+            if bool(ok.any()):
+                still[ok] = verified_correct(pipeline, x[ok], x_adv[ok], y[ok], threat, classes, predict)
+        else:
+            still = verified_correct(pipeline, x, x_adv, y, threat, classes, predict)
         robust.append((ok & still).cpu())
         advs.append(x_adv.cpu())
         bar.update(x.shape[0])

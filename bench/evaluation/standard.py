@@ -17,11 +17,20 @@ cannot fool to the strongest gradient attack:
 Randomized pipelines get EOT in every gradient attack from the harness (``evaluation.eot_samples``). Attacks
 that do not work in a threat's norm are left out (only AutoAttack works in L1). This module holds data only:
 the planner turns it into attack jobs.
+
+A pipeline whose front-end declares smoothing is the smoothed classifier g, judged by PREDICT on fresh noise
+(:mod:`bench.evaluation.judge`), and the list above would attack the wrong classifier: every attack there
+sees f∘D without noise, and AutoAttack's own success test is a single forward pass of it. Such a pipeline
+gets one attack instead: PGD on g's soft classifier (Salman et al. 2019, ``smoothed-pgd``), cross-entropy of
+the mean softmax over :data:`SMOOTHED_PGD_DRAWS` fresh draws per step, :data:`PGD_STEPS` steps and
+:data:`PGD_RESTARTS` restarts as the deterministic protocol's PGD, in ℓ∞ and ℓ2 (a smoothed pipeline has no
+standard attack in ℓ1). The attack sets of other pipelines, and so their job keys, are unchanged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 #: Part of the key of every attack and cell job the standard protocol plans; bump it whenever the attack set
@@ -37,6 +46,9 @@ PGD_STEPS = 100
 #: Random starts of each white-box PGD loss. AutoAttack follows, so these are there to break cheaply what a
 #: second random start breaks, not to be the last word; an example counts as robust only if it survives all.
 PGD_RESTARTS = 2
+#: Noise draws per step of the smoothed-pipeline PGD (m in Salman et al. 2019): enough for the estimate of
+#: g's soft classifier to point the step the right way, at m passes per step and example.
+SMOOTHED_PGD_DRAWS = 8
 
 
 @dataclass(frozen=True)
@@ -50,9 +62,12 @@ class StandardAttack:
     bpda: bool | Literal["frontend"] = True
 
 
-def standard_attacks(randomized: bool) -> list[StandardAttack]:
-    """The protocol's attacks in cascade order, for a randomized pipeline or a deterministic one."""
+def standard_attacks(randomized: bool, smoothed: bool = False) -> list[StandardAttack]:
+    """The protocol's attacks in cascade order, for a randomized pipeline or a deterministic one, or for one
+    whose front-end declares smoothing (whether or not it is randomized besides)."""
     pgd = {"steps": PGD_STEPS, "restarts": PGD_RESTARTS}
+    if smoothed:
+        return [StandardAttack("std:smoothed-pgd", "smoothed-pgd", {**pgd, "m": SMOOTHED_PGD_DRAWS})]
     autoattack = (
         # AutoAttack's published budgets (pyautoattack's own defaults: 100 APGD/FAB iterations, 5000 Square
         # queries, 20 EOT draws in the rand version).
@@ -68,3 +83,24 @@ def standard_attacks(randomized: bool) -> list[StandardAttack]:
         StandardAttack("std:bpda-frontend", "pgd", {"steps": PGD_STEPS, "loss": "ce"}, bpda="frontend"),
         autoattack,
     ]
+
+
+def budgeted(
+    attacks: list[StandardAttack], budget: Mapping[str, Mapping[str, Any]] | None
+) -> tuple[list[StandardAttack], dict[str, str]]:
+    """The protocol's attacks with a matrix's own budgets (``evaluation.standard_budget``, by label without
+    ``std:``) merged over their parameters, and a note per changed attack (by label) saying what it runs
+    instead of the protocol's budget, so that no row of a cell evaluated with less passes for the protocol."""
+    out: list[StandardAttack] = []
+    notes: dict[str, str] = {}
+    for attack in attacks:
+        change = dict((budget or {}).get(attack.label.removeprefix("std:"), {}))
+        if change:
+            said = ", ".join(
+                f"{k} {v} (protocol: {attack.params.get(k, 'the attack default')})" for k, v in change.items()
+            )
+            notes[attack.label] = f"standard protocol budget changed: {attack.label} {said}"
+            attack = replace(attack, params={**attack.params, **change})
+        out.append(attack)
+    return out, notes
+

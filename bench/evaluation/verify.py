@@ -6,16 +6,24 @@ import torch
 
 from bench.api import Pipeline, Threat
 from bench.errors import EvaluationError
+from bench.evaluation.judge import SmoothedPredict, judged
 
 
 def verified_correct(
-    pipeline: Pipeline, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, threat: Threat
+    pipeline: Pipeline,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    threat: Threat,
+    num_classes: int,
+    predict: SmoothedPredict | None = None,
 ) -> torch.Tensor:
     """Per example: is the pipeline still right on ``x_adv``? Refuses to judge points outside the threat.
 
     Every point must lie in the epsilon ball (1e-6 slack) and in [0,1]; an attack that returns one is broken,
     and a number computed from it would be wrong, so the job fails instead. The label comes from a fresh
-    forward pass (a majority over fresh draws for randomized pipelines), never from the attack's own logits.
+    judgment (:func:`~bench.evaluation.judge.judged`: a forward pass, a majority over fresh draws for a
+    randomized pipeline, PREDICT on fresh noise for a smoothed one), never from the attack's own logits.
     """
     if x_adv.shape != x.shape:
         raise EvaluationError(
@@ -30,4 +38,4 @@ def verified_correct(
             "number is reported"
         )
     with torch.no_grad():
-        return pipeline.predict(x_adv.detach()) == y
+        return judged(pipeline, x_adv.detach(), num_classes, predict) == y

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.jobs import attack, cell, corruption, train_classifier, train_defense
+from bench.jobs import attack, cell, certify, corruption, train_classifier, train_defense
 from bench.jobs.configs import JobKind
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
@@ -19,4 +19,5 @@ RUNNERS: dict[JobKind, Runner] = {
     "attack": attack.run,
     "cell": cell.run,
     "corruption": corruption.run,
+    "certify": certify.run,
 }

@@ -14,7 +14,8 @@ import torch
 from bench.api import ATTACKS, Attack, BpdaMode, FrontEnd, Identity, ImageData, Pipeline, Threat
 from bench.data.splits import eval_subset
 from bench.errors import ConfigError
-from bench.evaluation.rows import Metric, ResultRow, accuracy_row
+from bench.evaluation.judge import predict_details
+from bench.evaluation.rows import Metric, ResultRow, accuracy_row, prediction_cost
 from bench.evaluation.run_attack import run_attack
 from bench.jobs.configs import AttackJobConfig, ClassifierJobConfig, EvaluatingJobConfig
 from bench.jobs.env import Env
@@ -64,7 +65,8 @@ def surrogate_pipeline(spec: JobSpec, upstream: Upstream, kind: str, *, bpda: Bp
 
     ``undefended`` is the target classifier (``spec.deps[1]``) behind the identity; ``guide`` is a fresh copy
     of the front-end (``spec.deps[0]``) with the first of its guide classifiers (the front-end job's deps, in
-    the job's key order), seeded apart from the target's copy so the two never share random draws.
+    the job's key order, or the first classifier it trained with the front-end), seeded apart from the
+    target's copy so the two never share random draws.
     """
     c = spec.settings_as(AttackJobConfig)
     fe_key, target_key = spec.deps[0], spec.deps[1]
@@ -72,14 +74,14 @@ def surrogate_pipeline(spec: JobSpec, upstream: Upstream, kind: str, *, bpda: Bp
     if kind == "undefended":
         classifier, frontend = upstream.classifier(target_key), Identity()
     elif kind == "guide":
-        guides = upstream.graph[fe_key].deps
-        if not guides:
+        guide = upstream.guide(fe_key)
+        if guide is None:
             raise ConfigError(
                 f"attack {c.attack!r} crafts on surrogate 'guide', but front-end job "
                 f"{upstream.graph[fe_key].label!r} has no guide classifiers (its defense is not trainable); "
                 "use surrogate: undefended"
             )
-        classifier = upstream.classifier(guides[0])
+        classifier = guide
         frontend = upstream.frontend(fe_key)
         frontend.reseed(derived_seed("surrogate", spec.key))
     else:
@@ -114,7 +116,9 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     surrogate = bind_surrogate(attack, spec, upstream, bpda=c.bpda)
     # A cascaded job's one further dep is the job before it: attack only what that one left robust.
     only = upstream.tensors(spec.deps[2], "outcomes")["robust"].bool() if len(spec.deps) > 2 else None
-    out = run_attack(pipeline, attack, data, threat, env.ctx, c.batch_size, attack_seed(spec), only=only)
+    out = run_attack(
+        pipeline, attack, data, threat, env.ctx, c.batch_size, attack_seed(spec), only=only, predict=c.predict
+    )
     use = upstream.graph.evaluation_use(spec.key)
     attacked = out.attacked if out.attacked is not None else out.clean
     run_on, broke = int(attacked.sum()), int((attacked & ~out.robust).sum())
@@ -130,6 +134,8 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
             n_forward=out.n_forward,
             n_backward=out.n_backward,
             scale_notes=spec.scale_notes,
+            cost_per_prediction=prediction_cost(pipeline, c.predict),
+            details=predict_details(pipeline, c.predict),
         )
 
     floor = attack.cost_per_example(pipeline) * run_on

@@ -13,7 +13,8 @@ import torch
 
 from bench.api import ATTACK_CHECKS, BASIC_CHECKS, AttackEvidence, CellEvidence, Threat
 from bench.evaluation.counterexamples import CHECK_NAME, Found, fold, padded
-from bench.evaluation.rows import Metric, ResultRow, accuracy_row
+from bench.evaluation.judge import predict_details
+from bench.evaluation.rows import Metric, ResultRow, accuracy_row, prediction_cost
 from bench.jobs.attack import eval_data, pipeline_for
 from bench.jobs.configs import AttackJobConfig, CellJobConfig
 from bench.jobs.env import Env
@@ -93,6 +94,8 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
         unreliable.setdefault(label, []).append(CHECK_NAME)
     use = upstream.graph.evaluation_use(spec.key)
     wall = walls + time.perf_counter() - start
+    judged_pipeline = pipeline_for(spec, upstream)
+    cost, details = prediction_cost(judged_pipeline, c.predict), predict_details(judged_pipeline, c.predict)
 
     def row(metric: Metric, correct: torch.Tensor) -> ResultRow:
         return accuracy_row(
@@ -105,6 +108,8 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
             n_forward=int(passes[0]),
             n_backward=int(passes[1]),
             scale_notes=spec.scale_notes,
+            cost_per_prediction=cost,
+            details=details,
         )
 
     return JobOutput(

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import SerializeAsAny
+from pydantic import SerializeAsAny, model_validator
 
-from bench.api import AttackParams, DefenseParams, Norm, RecipeParams
+from bench.api import AttackParams, DefenseParams, NoiseSpace, Norm, RecipeParams
 from bench.config import Normalization
+from bench.evaluation.judge import SmoothedPredict
 from bench.records import Record
 
-JobKind = Literal["train-classifier", "train-defense", "attack", "cell", "corruption"]
+JobKind = Literal["train-classifier", "train-defense", "attack", "cell", "corruption", "certify"]
 
 
 class JobConfig(Record):
@@ -35,7 +36,7 @@ class ClassifierJobConfig(JobConfig):
     normalization: Normalization
     seed: int
     #: Where the weights come from; each subclass fixes it.
-    origin: Literal["train", "weights", "source"]
+    origin: Literal["train", "weights", "source", "joint"]
 
 
 class TrainedClassifier(ClassifierJobConfig):
@@ -56,6 +57,17 @@ class ClassifierFromSource(ClassifierJobConfig):
     source: str
 
 
+class JointClassifier(ClassifierJobConfig):
+    """A classifier trained from scratch inside a front-end's job, jointly with the front-end (a defense that
+    ``trains_classifier``); its own job (deps: that front-end job) takes the weights out of the front-end
+    job's artifact ``classifier-{index}``. A different model from an independently trained classifier of the
+    same architecture and seed, so a different job: its origin and dep set it apart."""
+
+    origin: Literal["joint"] = "joint"
+    #: Its position among the front-end job's jointly trained classifiers.
+    index: int
+
+
 class FrontEndJobConfig(JobConfig):
     job_kind: ClassVar[JobKind] = "train-defense"
     #: The registered defense.
@@ -68,6 +80,10 @@ class FrontEndJobConfig(JobConfig):
     n_train: int | None = None
     #: Validation images held out of the training split; None (absent) when there are none.
     n_val: int | None = None
+    #: The classifiers a defense that ``trains_classifier`` builds from scratch and trains with the front-end,
+    #: one per guide, ordered by their dumps (so the guides' order in the matrix does not matter); None
+    #: (absent) for every other defense.
+    classifiers: list[JointClassifier] | None = None
 
 
 class EvaluatingJobConfig(JobConfig):
@@ -82,6 +98,9 @@ class EvaluatingJobConfig(JobConfig):
     #: The standard protocol's version (:mod:`bench.evaluation.standard`) for its attack and cell jobs; None
     #: (absent) for a custom attack set, and for corruption jobs, which attack nothing.
     standard_protocol: int | None = None
+    #: PREDICT's parameters, by which every answer of a pipeline whose front-end declares smoothing is judged
+    #: (:mod:`bench.evaluation.judge`); None (absent) for every other pipeline.
+    predict: SmoothedPredict | None = None
 
 
 class AttackJobConfig(EvaluatingJobConfig):
@@ -112,3 +131,38 @@ class CorruptionJobConfig(EvaluatingJobConfig):
     seed: int
     version: int
 
+
+class CertifyImages(Record):
+    """Which test images a certify job certifies, by position in the test split: every ``every``-th from the
+    first, or the start of the permutation seeded ``seed`` that evaluation subsets take
+    (:func:`bench.data.splits.eval_subset`); at most ``count`` (None: as many as there are)."""
+
+    every: int | None = None
+    seed: int | None = None
+    count: int | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> CertifyImages:
+        if (self.every is None) == (self.seed is None):
+            raise ValueError("a certify job's images are strided (every) or a seeded subset (seed), not both")
+        return self
+
+
+class CertifyJobConfig(JobConfig):
+    """Cohen et al.'s CERTIFY on every selected image, for the pipeline of its deps (front-end, target)."""
+
+    job_kind: ClassVar[JobKind] = "certify"
+    #: Bumped when the job's code changes what it computes for the same config.
+    version: int
+    #: The front-end's declared smoothing (also in its params; here so a row reads without its upstream).
+    sigma: float
+    noise_space: NoiseSpace
+    n0: int
+    n: int
+    alpha: float
+    noise_batch: int
+    #: Seeds the noise of each image from (seed, its test-split position).
+    seed: int
+    images: CertifyImages
+    #: Pixel-space l2 radii the job reports certified accuracy at.
+    radii: list[float]

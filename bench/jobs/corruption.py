@@ -7,7 +7,8 @@ import time
 import torch
 
 from bench.data.corruptions import corrupted_dataset
-from bench.evaluation.rows import Metric, ResultRow, accuracy_row
+from bench.evaluation.judge import judged, predict_details
+from bench.evaluation.rows import Metric, ResultRow, accuracy_row, prediction_cost
 from bench.jobs.attack import eval_data, pipeline_for
 from bench.jobs.configs import CorruptionJobConfig
 from bench.jobs.env import Env
@@ -25,8 +26,13 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     batch = c.batch_size
     # Clean answers first, all of them, as attack jobs draw them: a randomized pipeline then gives this
     # job the same clean answers as the cell's attacks.
-    clean = [(pipeline.predict(x) == y).cpu() for x, y in clean_data.batches(batch, env.ctx.device)]
-    right = [(pipeline.predict(xc) == y).cpu() for xc, y in corrupted.batches(batch, env.ctx.device)]
+    classes = clean_data.info.num_classes
+
+    def answers(x: torch.Tensor) -> torch.Tensor:
+        return judged(pipeline, x, classes, c.predict)
+
+    clean = [(answers(x) == y).cpu() for x, y in clean_data.batches(batch, env.ctx.device)]
+    right = [(answers(xc) == y).cpu() for xc, y in corrupted.batches(batch, env.ctx.device)]
     use = upstream.graph.evaluation_use(spec.key)
     wall = time.perf_counter() - start
 
@@ -41,6 +47,8 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
             n_forward=pipeline.n_forward,
             n_backward=pipeline.n_backward,
             scale_notes=spec.scale_notes,
+            cost_per_prediction=prediction_cost(pipeline, c.predict),
+            details=predict_details(pipeline, c.predict),
         )
 
     return JobOutput(

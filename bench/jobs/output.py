@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from bench.evaluation.rows import ResultRow
+from bench.evaluation.rows import CertificateRow, ResultRow
 
 
 @dataclass
@@ -17,3 +17,5 @@ class JobOutput:
     metrics: dict[str, Any] = field(default_factory=dict)
     results: list[ResultRow] = field(default_factory=list)
     flags: list[dict[str, Any]] = field(default_factory=list)
+    #: A certify job's per-example certificates, in evaluation order.
+    certificates: list[CertificateRow] = field(default_factory=list)

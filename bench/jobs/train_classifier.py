@@ -1,4 +1,5 @@
-"""Train a classifier with its recipe, or bring in weights from a file or a model zoo; write its card."""
+"""Train a classifier with its recipe, or bring in weights from a file, a model zoo or the front-end job that
+trained it jointly with its front-end; write its card."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from bench.jobs.configs import (
     ClassifierFromSource,
     ClassifierFromWeights,
     ClassifierJobConfig,
+    JointClassifier,
     TrainedClassifier,
 )
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
 from bench.jobs.spec import JobSpec
-from bench.jobs.upstream import Upstream, new_classifier, source_classifier
+from bench.jobs.upstream import Upstream, joint_artifact, new_classifier, source_classifier
 
 
 def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
@@ -71,6 +73,10 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
             normalization_from = "weights file"
     elif isinstance(c, ClassifierFromSource):
         card.update(source=c.source, source_meta=source_meta)
+    elif isinstance(c, JointClassifier):
+        # Trained inside its front-end's job (the one dep), which kept the weights beside the front-end.
+        model.load_state_dict(upstream.tensors(spec.deps[0], joint_artifact(c.index)))
+        card.update(trained_with=upstream.graph[spec.deps[0]].label)
     test = env.dataset(c.dataset, "test")
     metrics["test_accuracy"] = accuracy(model, test, ctx)
     metrics["test_n"] = len(test)

@@ -1,9 +1,10 @@
-"""Build a front-end and, for trainable defenses, train it through its frozen guides."""
+"""Build a front-end and, for trainable defenses, train it through its frozen guides, or, for a defense that
+trains its own classifiers, together with new ones, which the job keeps beside the front-end."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -15,7 +16,7 @@ from bench.jobs.configs import FrontEndJobConfig
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
 from bench.jobs.spec import JobSpec
-from bench.jobs.upstream import Upstream, new_frontend
+from bench.jobs.upstream import Upstream, joint_artifact, new_frontend, new_joint_classifier
 
 
 def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
@@ -30,12 +31,22 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     # its training loop with a torch error instead of this message.
     probe(frontend, shape, env, c.kind, check_range=False)
     metrics: dict[str, float] = {}
+    guides: list[nn.Module] = []
     if defense.trainable or defense.needs_data:
-        guides = [upstream.classifier(k) for k in spec.deps]
         assert c.dataset is not None, "the planner records the training data of a front-end that trains"
         train, val = train_split(env.dataset(c.dataset, "train"), c.n_train, c.n_val or 0)
-        labels = [upstream.graph[k].label for k in spec.deps]
-        with guides_kept(guides, labels, c.kind):
+        kept: AbstractContextManager[None]
+        if defense.trains_classifier:
+            # Its guides are its own: built here from scratch, trained with the front-end and kept.
+            assert c.classifiers, "the planner lists the classifiers a defense trains with its front-end"
+            guides = [new_joint_classifier(j).to(ctx.device) for j in c.classifiers]
+            labels = [f"new {j.arch} (seed {j.seed})" for j in c.classifiers]
+            kept = nullcontext()
+        else:
+            guides = [upstream.classifier(k) for k in spec.deps]
+            labels = [upstream.graph[k].label for k in spec.deps]
+            kept = guides_kept(guides, labels, c.kind)
+        with kept:
             # What only the defense can judge (layers it names, guides that do not fit together) stops the job
             # here, with the guides named in order, rather than deep in its training loop.
             try:
@@ -48,8 +59,11 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     probe(frontend, shape, env, c.kind, check_range=True)
     frontend.eval()
     card = {"kind": c.kind, "params": params.model_dump(mode="json"), "guides": list(spec.deps), **metrics}
+    tensors = {"frontend": dict(frontend.state_dict())}
+    if defense.trains_classifier:
+        tensors.update({joint_artifact(i): dict(g.eval().state_dict()) for i, g in enumerate(guides)})
     return JobOutput(
-        tensors={"frontend": dict(frontend.state_dict())},
+        tensors=tensors,
         json={"card": card},
         metrics=metrics,
     )

@@ -12,7 +12,7 @@ from bench.api import DEFENSES, Classifier, FrontEnd, build_classifier, freeze, 
 from bench.artifacts import StoredArtifact
 from bench.data.sources import cache_dir
 from bench.errors import EvaluationError
-from bench.jobs.configs import ClassifierFromSource, ClassifierJobConfig, FrontEndJobConfig
+from bench.jobs.configs import ClassifierFromSource, ClassifierJobConfig, FrontEndJobConfig, JointClassifier
 from bench.jobs.env import Env
 from bench.jobs.spec import JobGraph
 
@@ -41,6 +41,20 @@ def new_classifier(config: ClassifierJobConfig) -> Classifier:
         return source_classifier(config)[0]
     norm = config.normalization
     return build_classifier(config.arch, config.num_classes, norm.mean, norm.std)
+
+
+def new_joint_classifier(config: JointClassifier) -> Classifier:
+    """A classifier a front-end job trains with its front-end, initialized as an independently trained one of
+    the same architecture and seed starts (its job seeds the global stream with that seed before building
+    it), without shifting the front-end job's own stream."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return new_classifier(config)
+
+
+def joint_artifact(index: int) -> str:
+    """The front-end job's artifact holding the weights of its ``index``-th jointly trained classifier."""
+    return f"classifier-{index}"
 
 
 def new_frontend(config: FrontEndJobConfig) -> FrontEnd:
@@ -84,6 +98,17 @@ class Upstream:
             model.load_state_dict(self.tensors(key, "model"))
             self._classifiers[key] = freeze(model.to(self.env.ctx.device))
         return self._classifiers[key]
+
+    def guide(self, fe_key: str) -> Classifier | None:
+        """The first guide of front-end job ``fe_key``, frozen: its first guide classifier, or the first
+        classifier it trained with its front-end; None for a front-end trained without guides."""
+        fe = self.graph[fe_key]
+        joint = fe.settings_as(FrontEndJobConfig).classifiers
+        if joint:
+            model = new_classifier(joint[0])
+            model.load_state_dict(self.tensors(fe_key, joint_artifact(0)))
+            return freeze(model.to(self.env.ctx.device))
+        return self.classifier(fe.deps[0]) if fe.deps else None
 
     def frontend(self, key: str) -> FrontEnd:
         """A fresh front-end each time: a randomized one's generator state must not leak across jobs."""

@@ -27,6 +27,16 @@ def pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
+def as_printed(value: float) -> str:
+    """A paper's number, already in percent, with the digits it was transcribed with."""
+    return f"{value:g}%"
+
+
+def points(value: float) -> str:
+    """A difference of two accuracies in percentage points, signed."""
+    return f"{value:+.1f} pp"
+
+
 def interval(metric: Metric) -> str:
     return f"[{100 * metric.low:.1f}, {100 * metric.high:.1f}]"
 
@@ -37,6 +47,26 @@ def eps_label(norm: str, eps: float) -> str:
     if norm == "linf" and 0 < eps < 1 and abs(steps - round(steps)) < 1e-6:
         return f"{round(steps)}/255"
     return f"{eps:g}"
+
+
+def count(value: int | None) -> str:
+    """A count the store may not have, such as a row's forward passes per prediction: never guessed."""
+    return "unknown" if value is None else f"{value:,}"
+
+
+def counts(values: Sequence[int | None]) -> str:
+    """Several rows' counts, one per distinct value (draws of an m table may differ)."""
+    return "/".join(count(v) for v in values)
+
+
+def number(value: float | None) -> str:
+    """A radius, sigma or alpha as written in a config; "unknown" where the store does not say."""
+    return "unknown" if value is None else f"{value:g}"
+
+
+def radius(value: float | None) -> str:
+    """A certified radius: converted between noise spaces, so four significant digits, not float noise."""
+    return "unknown" if value is None else f"{value:.4g}"
 
 
 def when(value: datetime | None) -> str:
@@ -74,8 +104,12 @@ def relation_class(relation: str) -> str:
 
 
 def relation_label(cell: CellView) -> str:
+    return relation_name(cell.relation, cell.defense_kind)
+
+
+def relation_name(relation: str, defense_kind: str) -> str:
     """``none`` is stored as "no-guides" like any guide-free front-end; a reader wants "undefended"."""
-    return "undefended" if cell.defense_kind == "none" else cell.relation
+    return "undefended" if defense_kind == "none" else relation
 
 
 def short_commit(commit: str | None) -> str:

@@ -1,7 +1,8 @@
 """What each report page shows, computed from the store's views: one transferability table per matrix and
 threat model (every defense and guide set against every target, so native and transferred numbers of a
-front-end sit on one row), accuracy-vs-m tables for ensemble-size experiments, the run(s) that computed a
-page's numbers, and the leaderboard. Templates only lay these out.
+front-end sit on one row), accuracy-vs-m tables for ensemble-size experiments, certified-accuracy-vs-radius
+tables for smoothed pipelines, every stored row no table knows, and the run(s) that computed a page's numbers.
+Templates only lay these out.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from typing import Any
 from bench.report.data import (
     AttackView,
     CellView,
+    CertifiedPoint,
+    CertifiedView,
     CorruptionView,
     MatrixKey,
+    OtherView,
     RunShare,
     RunView,
 )
@@ -43,6 +47,8 @@ _KIND_BLURBS = {
     "another.",
     "ensemble-size": "Front-ends trained with m guides drawn from a pool, evaluated on held-out targets.",
 }
+#: Radii closer than this are one column (they are stored as floats computed from configs).
+_RADIUS_DIGITS = 9
 
 
 # -- file names ----------------------------------------------------------------------------------------------
@@ -153,6 +159,14 @@ class SizePoint:
     def scales(self) -> list[str]:
         return list(dict.fromkeys(c.scale for c in self.draws if c.reduced))
 
+    @property
+    def costs(self) -> list[int | None]:
+        return list(dict.fromkeys(c.cost_per_prediction for c in self.draws))
+
+    @property
+    def retrains_classifier(self) -> bool:
+        return any(c.retrains_classifier for c in self.draws)
+
 
 @dataclass
 class SizeTable:
@@ -182,6 +196,64 @@ class SizeSection:
     @property
     def anchor(self) -> str:
         return f"sizes-{self.index}"
+
+
+@dataclass(frozen=True)
+class CertifiedRow:
+    """One pipeline at one sigma: its certified accuracy at each radius column of the table (None: not
+    certified at that radius)."""
+
+    view: CertifiedView
+    points: list[CertifiedPoint | None]
+
+
+@dataclass(frozen=True)
+class EnvelopePoint:
+    """The best certified accuracy over sigma at one radius, and the sigma row that achieved it."""
+
+    point: CertifiedPoint
+    row: CertifiedView
+
+
+@dataclass(frozen=True)
+class CertifiedGroup:
+    """A pipeline's certified rows, one per sigma (smallest first), and the envelope over them (Salman et
+    al. 2020, Table 2, report the best sigma per radius). With a single sigma there is nothing to choose
+    from, so no envelope."""
+
+    defense: str
+    guides: tuple[str, ...]
+    target: str
+    rows: list[CertifiedRow]
+    envelope: list[EnvelopePoint | None] | None
+
+    @property
+    def retrains_classifier(self) -> bool:
+        return any(r.view.retrains_classifier for r in self.rows)
+
+    @property
+    def sigmas(self) -> list[float | None]:
+        return [r.view.sigma for r in self.rows]
+
+
+@dataclass
+class CertifiedTable:
+    """Certified accuracy against l2 radius (in [0,1] pixel space), smoothed pipelines of one dataset."""
+
+    anchor: str
+    dataset: str
+    radii: list[float]
+    groups: list[CertifiedGroup]
+    notes: list[tuple[int, str]]
+
+    @property
+    def normalized(self) -> bool:
+        """Some row's noise lives after normalization, so its cells also give the radius in that space."""
+        return any(r.view.normalized for g in self.groups for r in g.rows)
+
+    @property
+    def has_envelope(self) -> bool:
+        return any(g.envelope is not None for g in self.groups)
 
 
 @dataclass(frozen=True)
@@ -255,6 +327,8 @@ class CorruptionRow:
     mean: float
     n: int
     corruptions: int
+    costs: list[int | None]
+    retrains_classifier: bool
 
 
 @dataclass
@@ -276,6 +350,11 @@ class MatrixPage:
     corruption_rows: list[CorruptionRow] = field(default_factory=list)
     severities: list[int] = field(default_factory=list)
     corruption_details: list[CorruptionView] = field(default_factory=list)
+    certified_tables: list[CertifiedTable] = field(default_factory=list)
+    #: Rows no table of the page knows, as stored.
+    others: list[OtherView] = field(default_factory=list)
+    #: The footnotes of the table of other rows.
+    other_notes: list[tuple[int, str]] = field(default_factory=list)
     #: Scale string -> its footnote number, shared by every table of the page.
     note_of: dict[str, int] = field(default_factory=dict)
     #: The footnotes of the per-attack table.
@@ -284,14 +363,6 @@ class MatrixPage:
     @property
     def name(self) -> str:
         return self.key.name
-
-
-@dataclass(frozen=True)
-class LeaderRow:
-    cell: CellView
-    #: The page and the table on it that show the cell.
-    link: str
-    rank: int
 
 
 def numbered(scales: Iterable[str], note_of: dict[str, int]) -> list[tuple[int, str]]:
@@ -407,7 +478,7 @@ def _attack_groups(attacks: list[AttackView], cells: list[CellView]) -> list[Att
     return groups
 
 
-def _experiment_note(index: int, cells: list[CellView], anchor: str) -> ExperimentNote:
+def _experiment_note(index: int, cells: list[CellView] | list[CertifiedView], anchor: str) -> ExperimentNote:
     kind = cells[0].kind
     return ExperimentNote(
         index=index,
@@ -417,6 +488,55 @@ def _experiment_note(index: int, cells: list[CellView], anchor: str) -> Experime
         targets=list(dict.fromkeys(c.target for c in cells)),
         anchor=anchor,
     )
+
+
+def _radius(value: float) -> float:
+    return round(value, _RADIUS_DIGITS)
+
+
+def _sigma_order(view: CertifiedView) -> tuple[bool, float, str, str]:
+    return (view.sigma is None, view.sigma or 0.0, view.noise_space, view.job_key)
+
+
+def _envelope(rows: list[CertifiedRow], radii: list[float]) -> list[EnvelopePoint | None]:
+    """At each radius, the sigma row with the highest certified accuracy (the smallest sigma on a tie)."""
+    out: list[EnvelopePoint | None] = []
+    for i in range(len(radii)):
+        best: EnvelopePoint | None = None
+        for row in rows:
+            point = row.points[i]
+            if point is not None and (best is None or point.accuracy.value > best.point.accuracy.value):
+                best = EnvelopePoint(point, row.view)
+        out.append(best)
+    return out
+
+
+def _certified_tables(views: list[CertifiedView], note_of: dict[str, int]) -> list[CertifiedTable]:
+    """One table per dataset: a block of sigma rows per (defense, guides, target), each block closed by its
+    envelope over sigma; a certify job used by several experiments shows once."""
+    unique = {(v.job_key, v.defense, v.guides, v.target): v for v in views}
+    tables = []
+    for i, dataset in enumerate(sorted({v.dataset for v in unique.values()}), start=1):
+        mine = [v for v in unique.values() if v.dataset == dataset]
+        radii = sorted({_radius(p.radius) for v in mine for p in v.points})
+        pipelines: dict[tuple[str, tuple[str, ...], str], list[CertifiedView]] = {}
+        for v in sorted(mine, key=lambda v: (v.defense, v.guides, v.target, *_sigma_order(v))):
+            pipelines.setdefault((v.defense, v.guides, v.target), []).append(v)
+        groups = []
+        for (defense, guides, target), group in pipelines.items():
+            rows = []
+            for v in group:
+                at = {_radius(p.radius): p for p in v.points}
+                rows.append(CertifiedRow(v, [at.get(r) for r in radii]))
+            several = len({v.sigma for v in group}) > 1
+            groups.append(
+                CertifiedGroup(defense, guides, target, rows, _envelope(rows, radii) if several else None)
+            )
+        scales = (r.view.scale for g in groups for r in g.rows if r.view.reduced)
+        tables.append(
+            CertifiedTable(f"certified-{i}", dataset, radii, groups, numbered(dict.fromkeys(scales), note_of))
+        )
+    return tables
 
 
 def _classifier_cards(view: RunView) -> list[ClassifierCard]:
@@ -496,6 +616,8 @@ def _corruption_rows(views: list[CorruptionView]) -> tuple[list[CorruptionRow], 
                 sum(v.corrupted.value for v in mine) / len(mine),
                 mine[0].corrupted.n,
                 len({v.corruption for v in mine}),
+                list(dict.fromkeys(v.cost_per_prediction for v in mine)),
+                any(v.retrains_classifier for v in mine),
             )
         )
     return rows, severities
@@ -522,14 +644,18 @@ def matrix_page(key: MatrixKey, view: RunView, file_name: str) -> MatrixPage:
     transfer = [c for c in worst if c.kind != "ensemble-size"]
     groups = _threat_groups(transfer, "train_dataset")
     page.tables = [_transfer_table(f"transfer-{i}", g, page.note_of) for i, g in enumerate(groups, start=1)]
-    for index in sorted({c.experiment for c in worst}):
+    page.certified_tables = _certified_tables(view.certified, page.note_of)
+    for index in sorted({c.experiment for c in worst} | {v.experiment for v in view.certified}):
         mine = [c for c in worst if c.experiment == index]
-        if mine[0].kind == "ensemble-size":
+        certified = [v for v in view.certified if v.experiment == index]
+        if mine and mine[0].kind == "ensemble-size":
             section = _size_section(index, mine, page.note_of)
             page.size_sections.append(section)
             page.experiments.append(_experiment_note(index, mine, section.anchor))
-        else:
+        elif mine:
             page.experiments.append(_experiment_note(index, mine, "transfer"))
+        else:
+            page.experiments.append(_experiment_note(index, certified, "certified"))
     page.attacks = _attack_groups(view.attacks, worst)
     scales = (r.attack.scale for g in page.attacks for r in g.rows if r.attack.reduced)
     page.attack_notes = numbered(dict.fromkeys(scales), page.note_of)
@@ -539,40 +665,8 @@ def matrix_page(key: MatrixKey, view: RunView, file_name: str) -> MatrixPage:
         unique.values(), key=lambda v: (v.defense, v.guides, v.target, v.corruption, v.severity)
     )
     numbered(dict.fromkeys(v.scale for v in unique.values() if v.scale != "full"), page.note_of)
-    return page
-
-
-def leaderboard_rows(pages: Iterable[MatrixPage]) -> list[LeaderRow]:
-    """One row per worst-case cell of each page, linked to the table that shows it; a cell shared by
-    several experiments counts once (and links to its transferability table rather than an m table).
-
-    Sorted best first, so the page reads right before (or without) any JavaScript.
-    """
-    seen: dict[tuple[str, str, str, tuple[str, ...], str], tuple[CellView, str]] = {}
-    for page in pages:
-        placed = [
-            (c, table.anchor)
-            for table in page.tables
-            for row in table.rows
-            for c in row.cells
-            if c is not None
-        ]
-        placed += [(c, section.anchor) for section in page.size_sections for c in section.cells]
-        for c, anchor in placed:
-            key = (page.file_name, c.job_key, c.defense, c.guides, c.target)
-            seen.setdefault(key, (c, f"{page.file_name}#{anchor}"))
-    ordered = sorted(
-        seen.values(),
-        key=lambda item: (
-            -item[0].robust.value,
-            -item[0].clean.value,
-            item[0].matrix,
-            item[1],
-            item[0].defense,
-            item[0].guides,
-            item[0].target,
-            item[0].threat,
-            item[0].eps,
-        ),
+    page.others = sorted(
+        view.others, key=lambda o: (o.metric, o.defense, o.guides, o.target, o.attack, o.eps, o.job_key)
     )
-    return [LeaderRow(c, link, i) for i, (c, link) in enumerate(ordered, start=1)]
+    page.other_notes = numbered(dict.fromkeys(o.scale for o in page.others if o.reduced), page.note_of)
+    return page

@@ -1,4 +1,5 @@
-"""What ``bench run`` prints when it finishes: every worst-case cell of the run, and the jobs that failed."""
+"""What ``bench run`` prints when it finishes: every worst-case cell and certified row of the run, how many
+rows it has no table for, and the jobs that failed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bench.report.data import CellView, run_view
+from bench.report.data import CellView, CertifiedView, run_view
 from bench.storage import Store
 
 if TYPE_CHECKING:
@@ -54,15 +55,47 @@ def summary_lines(cells: list[CellView]) -> list[str]:
     return ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
 
 
+def _optional(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
+def certified_lines(views: list[CertifiedView]) -> list[str]:
+    """One line per smoothed pipeline and sigma: certified accuracy at each l2 radius (pixel space)."""
+    lines = []
+    unique = {(v.job_key, v.defense, v.guides, v.target): v for v in views}
+    for v in sorted(unique.values(), key=lambda v: (v.defense, v.guides, v.target, v.sigma or 0.0)):
+        where = f"{v.defense} [{'+'.join(v.guides) or '-'}] -> {v.target}"
+        params = (
+            f"sigma {_optional(v.sigma)} ({v.noise_space}), n0 {_optional(v.n0)}, N {_optional(v.samples)}, "
+            f"alpha {_optional(v.alpha)}"
+        )
+        radii = ", ".join(f"r={p.radius:g}: {100 * p.accuracy.value:.1f}%" for p in v.points)
+        n = v.points[0].accuracy.n if v.points else 0
+        clean = f", smoothed clean {100 * v.smoothed_clean.value:.1f}%" if v.smoothed_clean else ""
+        abstain = f", abstain {100 * v.abstain.value:.1f}%" if v.abstain else ""
+        notes = "; reduced scale" if v.reduced else ""
+        notes += "; not model-agnostic" if v.retrains_classifier else ""
+        lines.append(f"{where}, {params}: {radii} (n = {n}{clean}{abstain}){notes}")
+    return lines
+
+
 def print_run_summary(store: Store, run_id: int) -> None:
     run = next(r for r in store.runs() if r.id == run_id)
-    cells = [c for c in run_view(store, run).cells if c.worst_case]
-    if not cells:
-        return
-    click.echo("\nworst case over all attacks, per cell:")
-    for line in summary_lines(cells):
-        click.echo(line)
-    reduced = [c.scale.removeprefix("reduced: ") for c in cells if c.reduced]
+    view = run_view(store, run)
+    cells = [c for c in view.cells if c.worst_case]
+    if cells:
+        click.echo("\nworst case over all attacks, per cell:")
+        for line in summary_lines(cells):
+            click.echo(line)
+    if view.certified:
+        click.echo("\ncertified accuracy of the smoothed classifier by l2 radius in [0,1] pixel space:")
+        for line in certified_lines(view.certified):
+            click.echo(line)
+    if view.others:
+        metrics = ", ".join(sorted({o.metric for o in view.others}))
+        click.echo(f"\n{len(view.others)} further row(s) without a table here ({metrics}): see bench report")
+    scales = [c.scale for c in cells] + [v.scale for v in view.certified]
+    reduced = [s.removeprefix("reduced: ") for s in scales if s != "full"]
     parts = list(dict.fromkeys(part for s in reduced for part in s.split("; ")))
     if parts:
         click.echo("\nreduced scale (numbers above are not full-protocol numbers):")

@@ -78,10 +78,13 @@ class Artifact(Base):
 
 
 class Result(Base):
-    """One number: a cell x threat x epsilon x attack x metric, with n, a 95% interval and its cost."""
+    """One number: a cell x threat x epsilon x attack x metric, with n, a 95% interval and its cost.
+
+    A job has one row per metric and radius: a certify job reports certified accuracy at many radii.
+    """
 
     __tablename__ = "results"
-    __table_args__ = (UniqueConstraint("job_key", "metric"),)
+    __table_args__ = (UniqueConstraint("job_key", "metric", "epsilon", name="uq_results_job_metric_epsilon"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_key: Mapped[str] = mapped_column(String(64), index=True)
@@ -95,7 +98,7 @@ class Result(Base):
     norm: Mapped[str] = mapped_column(String(8))
     epsilon: Mapped[float] = mapped_column(Float)
     attack: Mapped[str] = mapped_column(String(100))
-    metric: Mapped[str] = mapped_column(String(40))  # clean_accuracy | robust_accuracy
+    metric: Mapped[str] = mapped_column(String(40))  # bench.evaluation.rows.Metric
     n: Mapped[int] = mapped_column(Integer)
     successes: Mapped[int] = mapped_column(Integer)
     value: Mapped[float] = mapped_column(Float)
@@ -108,6 +111,11 @@ class Result(Base):
     outcomes: Mapped[str] = mapped_column(Text)  # one '0'/'1' per example, in evaluation order
     examples_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    #: Forward passes of the pipeline per prediction: 1, the vote draws of a randomized pipeline, or n0 + n
+    #: for CERTIFY; NULL in rows written before revision 0002.
+    cost_per_prediction: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: A certify row's sigma, noise_space, n0, n, alpha, noise_batch, radius_declared and preset.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Flag(Base):
@@ -121,3 +129,25 @@ class Flag(Base):
     check: Mapped[str] = mapped_column(String(60))
     passed: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[str] = mapped_column(Text)
+
+
+class Certificate(Base):
+    """CERTIFY's outcome on one example of a certify job (Cohen et al. 2019); radii are l2."""
+
+    __tablename__ = "certificates"
+    __table_args__ = (UniqueConstraint("job_key", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_key: Mapped[str] = mapped_column(String(64), index=True)
+    #: The example's place in the job's evaluation order, and its position in the test split.
+    position: Mapped[int] = mapped_column(Integer)
+    test_index: Mapped[int] = mapped_column(Integer)
+    label: Mapped[int] = mapped_column(Integer)
+    #: The certified class; NULL where CERTIFY abstained.
+    prediction: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: nA of the n estimation draws, and its one-sided (1 - alpha) Clopper-Pearson lower bound.
+    count: Mapped[int] = mapped_column(Integer)
+    p_lower: Mapped[float] = mapped_column(Float)
+    #: In the defense's declared noise space, and in [0,1] pixel space; 0 on abstain.
+    radius: Mapped[float] = mapped_column(Float)
+    radius_pixel: Mapped[float] = mapped_column(Float)

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from bench.artifacts import StoredArtifact
 from bench.errors import BenchError
-from bench.evaluation.rows import ResultRow
-from bench.storage.models import Artifact, Flag, Job, Result, Run, RunJob
+from bench.evaluation.rows import CertificateRow, ResultRow
+from bench.storage.models import Artifact, Certificate, Flag, Job, Result, Run, RunJob
 from bench.uses import JobUse
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -48,6 +48,7 @@ class JobRecord:
     artifacts: Sequence[StoredArtifact]
     results: Sequence[ResultRow]
     flags: Sequence[dict[str, Any]]
+    certificates: Sequence[CertificateRow] = ()
 
 
 class Store:
@@ -135,7 +136,7 @@ class Store:
     def record_job(self, run_id: int, record: JobRecord, uses: Sequence[JobUse]) -> None:
         with self.session() as s:
             key = record.key
-            for table in (Artifact, Result, Flag):
+            for table in (Artifact, Result, Flag, Certificate):
                 s.execute(delete(table).where(table.job_key == key))
             s.merge(
                 Job(
@@ -161,6 +162,7 @@ class Store:
                 Result(job_key=key, run_id=run_id, created_at=now, **r.model_dump()) for r in record.results
             )
             s.add_all(Flag(job_key=key, **f) for f in record.flags)
+            s.add_all(Certificate(job_key=key, **c.model_dump()) for c in record.certificates)
             self._link(s, run_id, key, uses, skipped=False)
 
     def record_failure(
@@ -210,6 +212,12 @@ class Store:
     def flags_for(self, keys: Sequence[str]) -> list[Flag]:
         with self.session() as s:
             return list(s.scalars(select(Flag).where(Flag.job_key.in_(list(keys)))).all())
+
+    def certificates_for(self, keys: Sequence[str]) -> list[Certificate]:
+        """The certify jobs' per-example certificates, each job's in its evaluation order."""
+        with self.session() as s:
+            q = select(Certificate).where(Certificate.job_key.in_(list(keys)))
+            return list(s.scalars(q.order_by(Certificate.job_key, Certificate.position)).all())
 
     def jobs(self, keys: Sequence[str] | None = None) -> list[Job]:
         with self.session() as s:

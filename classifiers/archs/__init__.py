@@ -1,8 +1,11 @@
 """Built-in architectures, one module per family; importing this package registers all of them."""
 
+from classifiers.archs import cifar_f as cifar_f
 from classifiers.archs import densenet as densenet
 from classifiers.archs import fashion as fashion
+from classifiers.archs import fashion_zheng as fashion_zheng
 from classifiers.archs import googlenet as googlenet
+from classifiers.archs import madry_wrn as madry_wrn
 from classifiers.archs import mnist as mnist
 from classifiers.archs import mobilenetv2 as mobilenetv2
 from classifiers.archs import resnet as resnet

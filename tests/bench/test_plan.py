@@ -15,7 +15,8 @@ from bench.data.splits import eval_subset
 from bench.errors import ConfigError
 from bench.jobs.env import Env
 from bench.jobs.spec import JobSpec
-from bench.plan import plan_matrix
+from bench.plan import Planned, plan_matrix
+from bench.uses import ClassifierUse, EvaluationUse
 
 MATRIX: dict[str, Any] = {
     "name": "plan",
@@ -417,3 +418,145 @@ def test_a_classifier_may_name_its_recipe_and_naming_the_default_keeps_its_key(e
     assert adversarial.config["recipe"] == "madry-at" and adversarial.key != base.key
     assert adversarial.config["train"]["attack_steps"] == 7, "the named recipe's defaults are resolved"
     assert "classifier A trained 1 of 205 epochs" in adversarial.scale_notes
+
+
+def test_a_changed_standard_budget_enters_the_keys_and_is_stated(env: Env) -> None:
+    full = plan_matrix(parse_matrix(standard(LINF), "m.yaml"), Path("."), env)
+    budget = {"autoattack": {"attacks": ["apgd-ce", "apgd-t"]}, "pgd-ce": {"restarts": 1}}
+    cut = plan_matrix(parse_matrix(standard(LINF, standard_budget=budget), "m.yaml"), Path("."), env)
+    before, after = evaluations(full, "attack"), evaluations(cut, "attack")
+    assert [label(cut, a) for a in after] == STANDARD_LABELS
+    assert after[0].key == before[0].key  # the transfer attack is the protocol's
+    assert after[1].config["params"]["restarts"] == 1 and after[4].config["params"]["attacks"] == [
+        "apgd-ce",
+        "apgd-t",
+    ]
+    assert {a.key for a in after[1:]}.isdisjoint(a.key for a in before)
+    (cell,) = evaluations(cut, "cell")
+    notes = " | ".join(cell.scale_notes)
+    assert "standard protocol budget changed: std:pgd-ce restarts 1 (protocol: 2)" in notes
+    assert "fab-t, square not run (of the standard version)" in notes
+    assert not any("budget" in n for n in evaluations(full, "cell")[0].scale_notes)
+
+
+
+JAT: dict[str, Any] = {"kind": "jat", "n_train": 100, "params": {"depth": 2, "epochs": 1}}
+
+
+def with_jat(experiments: list[dict[str, Any]], **classifiers: Any) -> dict[str, Any]:
+    return {
+        **MATRIX,
+        "classifiers": {**MATRIX["classifiers"], **classifiers},
+        "defenses": {**MATRIX["defenses"], "jat": JAT},
+        "experiments": [*MATRIX["experiments"], *experiments],
+    }
+
+
+def classifier_job(planned: Planned, origin: str, arch: str, seed: int = 0) -> JobSpec:
+    return next(
+        s
+        for s in planned.graph
+        if s.config.get("origin") == origin and s.config["arch"] == arch and s.config["seed"] == seed
+    )
+
+
+def test_jat_trains_its_guide_in_its_front_end_job_and_is_judged_natively_with_it(env: Env) -> None:
+    raw = with_jat(
+        [
+            {"kind": "native", "defenses": ["jat"], "guides": ["A"]},
+            {"kind": "cross-model", "defenses": ["jat"], "guides": ["A"], "targets": ["C"]},
+        ]
+    )
+    planned = plan_matrix(parse_matrix(raw, "m.yaml"), Path("."), env)
+    (fe,) = [s for s in planned.graph if s.kind == "train-defense" and s.config["kind"] == "jat"]
+    assert fe.deps == (), "no train-classifier job feeds it: it trains its classifier itself"
+    (new,) = fe.config["classifiers"]
+    assert (new["arch"], new["origin"], new["index"], new["seed"]) == ("mnist-a", "joint", 0, 0)
+    joint = classifier_job(planned, "joint", "mnist-a")
+    assert joint.kind == "train-classifier" and joint.deps == (fe.key,)
+    assert planned.graph.uses[joint.key] == [ClassifierUse(classifier="A", trained_with="jat")]
+    independent = classifier_job(planned, "train", "mnist-a")
+    assert joint.key != independent.key, "a jointly trained A is not the independently trained A"
+    cells = [(s, planned.graph.evaluation_use(s.key)) for s in planned.graph if s.kind == "cell"]
+    jat = {u.relation: s for s, u in cells if u.defense == "jat"}
+    assert jat["native"].deps[:2] == (fe.key, joint.key)
+    c = classifier_job(planned, "train", "mnist-c")
+    assert jat["cross-model"].deps[:2] == (fe.key, c.key), "transferred, it guards an independent classifier"
+    assert all(u.retrains_classifier for _, u in cells if u.defense == "jat")
+    others = [u for _, u in cells if u.defense != "jat"]
+    assert others and all("retrains_classifier" not in u.model_dump() for u in others)
+
+
+def test_adding_jat_changes_no_key_of_what_was_planned_before(env: Env) -> None:
+    before = plan_matrix(parse_matrix(MATRIX, "m.yaml"), Path("."), env)
+    raw = with_jat([{"kind": "native", "defenses": ["jat"], "guides": ["B"]}])
+    after = plan_matrix(parse_matrix(raw, "m.yaml"), Path("."), env)
+    assert set(before.graph.jobs) < set(after.graph.jobs)
+    for s in before.graph:
+        assert "classifiers" not in s.config
+        assert all(after.graph.uses[s.key][0] == use for use in before.graph.uses[s.key][:1])
+
+
+def test_a_classifier_only_jat_trains_gets_no_job_of_its_own(env: Env) -> None:
+    n = {"arch": "mnist-b", "dataset": "mnist", "seed": 7}
+    raw = with_jat([{"kind": "native", "defenses": ["jat"], "guides": ["N"]}], N=n)
+    planned = plan_matrix(parse_matrix(raw, "m.yaml"), Path("."), env)
+    jobs = [s for s in planned.graph if s.kind == "train-classifier" and s.config["seed"] == 7]
+    assert [s.config["origin"] for s in jobs] == ["joint"]
+    assert planned.graph.uses[jobs[0].key] == [ClassifierUse(classifier="N", trained_with="jat")]
+
+
+def test_jats_front_end_key_ignores_the_order_of_its_guides(env: Env) -> None:
+    def jobs(guides: list[str]) -> tuple[str, dict[str, str]]:
+        raw = {**with_jat([]), "experiments": [{"kind": "native", "defenses": ["jat"], "guides": guides}]}
+        planned = plan_matrix(parse_matrix(raw, "m.yaml"), Path("."), env)
+        (fe,) = [s for s in planned.graph if s.kind == "train-defense"]
+        joint = {
+            u.classifier: s.key
+            for s in planned.graph
+            if s.config.get("origin") == "joint"
+            for u in planned.graph.uses[s.key]
+            if isinstance(u, ClassifierUse)
+        }
+        return fe.key, joint
+
+    assert jobs(["A", "B"]) == jobs(["B", "A"])
+    assert len(set(jobs(["A", "B"])[1].values())) == 2
+
+
+def test_a_target_trained_adversarially_is_marked_as_retrained(env: Env) -> None:
+    at = {
+        "arch": "mnist-c",
+        "dataset": "mnist",
+        "recipe": "madry-at",
+        "train": {"epochs": 1, "crop_padding": 0, "flip": False},
+    }
+    raw = {
+        **MATRIX,
+        "classifiers": {**MATRIX["classifiers"], "AT": at},
+        "experiments": [{"kind": "native", "defenses": ["none"], "guides": ["AT", "C"]}],
+    }
+    planned = plan_matrix(parse_matrix(raw, "m.yaml"), Path("."), env)
+    marked = {
+        u.target: u.retrains_classifier
+        for s in planned.graph
+        if s.kind == "cell"
+        for u in planned.graph.uses[s.key]
+        if isinstance(u, EvaluationUse)
+    }
+    assert marked == {"AT": True, "C": None}
+
+
+def test_jat_given_a_pre_trained_guide_is_refused_naming_it(env: Env, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from bench.api.classifier import build_classifier
+
+    model = build_classifier("mnist-c", 10, (0.1307,), (0.3081,))
+    path = tmp_path / "c.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+    p = {"arch": "mnist-c", "dataset": "mnist", "weights": str(path)}
+    raw = with_jat([{"kind": "native", "defenses": ["jat"], "guides": ["P"]}], P=p)
+    refused = r"'jat' \(jat\) trains its guide .* guide 'P' is pre-trained \(weights: "
+    with pytest.raises(ConfigError, match=refused):
+        plan_matrix(parse_matrix(raw, "m.yaml"), tmp_path, env)

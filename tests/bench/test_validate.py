@@ -200,4 +200,196 @@ def test_a_named_recipe_validates_the_training_parameters(tmp_path: Path) -> Non
     assert "classifiers.A.train.attack_stpes: unknown key" in msg and "'attack_steps'" in msg
     msg = problems(edit(classifiers__A={"arch": "mnist-a", "dataset": "mnist", "recipe": "madry_at"}),
                    tmp_path)
-    assert "classifiers.A.recipe: unknown training recipe 'madry_at'; did you mean 'madry-at'?" in msg
+    assert "classifiers.A.recipe: unknown training recipe 'madry_at'; did you mean 'madry-at'" in msg
+
+
+@pytest.mark.parametrize(
+    "budget, expected",
+    [
+        ({"autoatack": {"n_iter": 1}}, "standard_budget.autoatack: unknown standard-protocol attack"),
+        ({"autoattack": {"attacks": ["apgd-dlr"]}}, "the standard version runs apgd-ce, apgd-t, fab-t, squ"),
+        ({"pgd-ce": {"stpes": 10}}, "evaluation.standard_budget.pgd-ce.stpes: unknown key"),
+    ],
+)
+def test_a_standard_budget_names_protocol_attacks_and_their_parameters(
+    tmp_path: Path, budget: dict[str, Any], expected: str
+) -> None:
+    assert expected in problems(standard(standard_budget=budget), tmp_path)
+
+
+def test_a_standard_budget_under_a_custom_attack_set_is_refused(tmp_path: Path) -> None:
+    msg = problems(edit(evaluation={"standard_budget": {"autoattack": {"n_iter": 10}}}), tmp_path)
+    assert "evaluation.standard_budget: changes the standard protocol's budgets" in msg
+
+
+def test_a_reduced_standard_budget_is_accepted(tmp_path: Path) -> None:
+    budget = {"autoattack": {"attacks": ["apgd-ce", "apgd-t"], "n_iter": 50}}
+    accepts(standard(standard_budget=budget), tmp_path)
+
+
+JAT = {"kind": "jat", "params": {"depth": 2}}
+
+
+@pytest.mark.parametrize(
+    "guide, given",
+    [
+        ({"arch": "mnist-c", "dataset": "mnist", "weights": "w.safetensors"}, "weights: w.safetensors"),
+        ({"source": "torchvision:resnet18", "dataset": "mnist"}, "source: torchvision:resnet18"),
+    ],
+)
+def test_jat_given_a_pre_trained_guide_is_refused_naming_the_guide(
+    tmp_path: Path, guide: dict[str, Any], given: str
+) -> None:
+    save_file(
+        {k: v.contiguous() for k, v in build_classifier("mnist-c", 10, (0.1,), (0.3,)).state_dict().items()},
+        tmp_path / "w.safetensors",
+    )
+    raw = edit(
+        classifiers__C=guide,
+        defenses__jat=JAT,
+        experiments=[{"kind": "native", "defenses": ["jat"], "guides": ["A", "C"]}],
+    )
+    msg = problems(raw, tmp_path)
+    assert (
+        "experiments[0].defenses[0]: defense 'jat' (jat) trains its guide classifiers from scratch, jointly "
+        f"with its front-end, but guide 'C' is pre-trained ({given})"
+    ) in msg
+    assert "guide 'A'" not in msg, "A is built from its architecture, as jat needs"
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"arch": "fashion-cnn", "dataset": "fashion-mnist"},  # the same input shape, another dataset
+        {"arch": "resnet20", "dataset": "cifar10"},  # another input shape too
+    ],
+)
+def test_jat_guides_of_different_datasets_or_shapes_in_one_ensemble_are_refused(
+    tmp_path: Path, other: dict[str, Any]
+) -> None:
+    raw = edit(
+        classifiers__O=other,
+        defenses__jat=JAT,
+        experiments=[{"kind": "native", "defenses": ["jat"], "guides": ["A", "O"]}],
+    )
+    expected = sorted([other["dataset"], "mnist"])
+    msg = problems(raw, tmp_path)
+    assert f"experiments[0]: all guides of an experiment must share one dataset, got {expected}" in msg
+
+
+def test_jat_with_guides_built_from_their_architectures_is_accepted(tmp_path: Path) -> None:
+    raw = edit(
+        defenses__jat=JAT,
+        experiments=[
+            {"kind": "native", "defenses": ["jat", "none"], "guides": ["A", "C"]},
+            {"kind": "cross-model", "defenses": ["jat"], "guides": ["A"], "targets": ["C"]},
+        ],
+    )
+    accepts(raw, tmp_path)
+
+
+def paper(*tables: dict[str, Any]) -> dict[str, Any]:
+    return {"source": "Vaishnavi et al. 2022", "tables": list(tables)}
+
+
+#: AAA and the undefended none on A (native) and C (cross-model), robust and clean, as Vaishnavi et al.'s
+#: Table 2 lays them out: defenses down, targets across.
+TABLE = {
+    "title": "Table 2",
+    "rows": [{"label": "AAA", "defense": "aaa"}, {"label": "none", "defense": "none"}],
+    "columns": [{"label": "A", "target": "A"}, {"label": "C", "target": "C"},
+                {"label": "A clean", "target": "A", "metric": "clean"}],
+    "numbers": [[60.1, 40.0, 98.0], [0.0, None, 99.1]],
+}
+
+
+def test_a_paper_block_naming_evaluated_cells_is_accepted(tmp_path: Path) -> None:
+    accepts(edit(paper=paper(TABLE)), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"rows": [{"label": "AAA", "defense": "aab"}, TABLE["rows"][1]]},
+         "paper.tables[0].rows[0].defense: unknown defense 'aab'"),
+        ({"columns": [{"label": "A", "target": "D"}, *TABLE["columns"][1:]]},
+         "paper.tables[0].columns[0].target: unknown classifier 'D'"),
+        ({"threat": "l2"}, "paper.tables[0].threat: unknown threat 'l2'"),
+        ({"eps": 0.2},
+         "paper.tables[0].numbers[0][0]: row 'AAA', column 'A': eps 0.2 is not a radius of threat 'linf' "
+         "(0.3)"),
+        ({"numbers": [[60.1, 40.0, 98.0], [0.0, 1.0, 99.1]]},
+         "paper.tables[0].numbers[1][1]: row 'none', column 'C': no experiment evaluates defense 'none' on "
+         "target 'C' at linf eps 0.3"),
+        ({"rows": [{"label": "none", "defense": "none", "guides": ["A"]}], "numbers": [[0.0, None, 99.0]]},
+         "defense 'none' trains no front-end, so it has no guide set; remove guides"),
+        ({"columns": [{"label": "r", "target": "A", "radius": 0.5}, *TABLE["columns"][1:]]},
+         "paper.tables[0].columns[0]: a radius or sigma names a certified number, but the matrix has no "
+         "certify block"),
+        ({"columns": [{"label": "A", "target": "A", "attack": "pgd", "metric": "clean"},
+                      *TABLE["columns"][1:]]},
+         "attack is for robust numbers, not clean ones"),
+        ({"rows": [{"label": "AAA", "defense": "aaa", "m": 2}, TABLE["rows"][1]]},
+         "paper.tables[0].rows[0].m: no ensemble-size experiment of the matrix has size 2 (sizes: [])"),
+    ],
+)
+def test_a_paper_entry_that_names_no_cell_of_the_matrix_is_refused(
+    tmp_path: Path, change: dict[str, Any], expected: str
+) -> None:
+    assert expected in problems(edit(paper=paper(TABLE | change)), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"numbers": [[60.1, 40.0]]}, "numbers has 1 row(s) but the table 2"),
+        ({"numbers": [[60.1, 40.0], [0.0, None]]},
+         "numbers[0] (row 'AAA') has 2 entries but the table 3 columns"),
+        ({"numbers": [[60.1, 40.0, 980.0], [0.0, None, 99.1]]}, "accuracies are percentages in [0, 100]"),
+        ({"rows": [{"label": "AAA", "defense": "aaa", "target": "A"}, TABLE["rows"][1]]},
+         "row 'AAA' and column 'A' both give target"),
+    ],
+)
+def test_a_paper_table_of_the_wrong_shape_is_refused_when_read(
+    tmp_path: Path, change: dict[str, Any], expected: str
+) -> None:
+    assert expected in problems(edit(paper=paper(TABLE | change)), tmp_path)
+
+
+def test_a_paper_threat_stands_for_its_norm_and_radius(tmp_path: Path) -> None:
+    """A cell at linf 0.3 planned under the threat "linf" is the cell a paper's "sweep" column names."""
+    sweep = {"norm": "linf", "epsilons": [0.1, 0.3]}
+    raw = edit(threats__sweep=sweep, paper=paper(TABLE | {"threat": "sweep"}))
+    for exp in raw["experiments"]:
+        exp["threats"] = ["linf"]  # no cell is planned under "sweep", nor at 0.1
+    assert "give eps: threat 'sweep' has several (0.1, 0.3)" in problems(raw, tmp_path)
+    raw["paper"]["tables"][0]["eps"] = 0.3
+    accepts(raw, tmp_path)
+    raw["paper"]["tables"][0]["eps"] = 0.1
+    assert "no experiment evaluates defense 'aaa' on target 'A' at linf eps 0.1" in problems(raw, tmp_path)
+
+
+def test_an_ensemble_size_entry_names_its_size(tmp_path: Path) -> None:
+    table = {"title": "Fig. 8", "defense": "aaa", "target": "C", "rows": [{"label": "m = 2", "m": 2}],
+             "columns": [{"label": "robust"}], "numbers": [[40.0]]}
+    raw = edit(classifiers__B={"arch": "mnist-b", "dataset": "mnist"}, paper=paper(table))
+    raw["experiments"].append(
+        {"kind": "ensemble-size", "defenses": ["aaa"], "pool": ["A", "B"], "sizes": [1, 2], "targets": ["C"]}
+    )
+    accepts(raw, tmp_path)
+    # Without m an entry names the other experiments' cells: aaa [A] on C, not the pool's draws.
+    del raw["paper"]["tables"][0]["rows"][0]["m"]
+    accepts(raw, tmp_path)
+    raw["paper"]["tables"][0]["rows"][0]["m"] = 3
+    assert "rows[0].m: no ensemble-size experiment of the matrix has size 3 (sizes: [1, 2])" in problems(
+        raw, tmp_path
+    )
+
+
+def test_an_ambiguous_paper_entry_asks_for_guides(tmp_path: Path) -> None:
+    raw = edit(paper=paper(TABLE))
+    raw["experiments"].append({"kind": "cross-model", "defenses": ["aaa"], "guides": ["C"], "targets": ["A"]})
+    expected = "defense 'aaa' meets target 'A' with several guide sets (A, C); give guides"
+    assert expected in problems(raw, tmp_path)
+    raw["paper"]["tables"][0]["rows"][0]["guides"] = ["A"]
+    accepts(raw, tmp_path)

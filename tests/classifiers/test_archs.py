@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import classifiers  # noqa: F401  (registers the built-in architectures)
 from bench.api import CLASSIFIERS
+from classifiers.archs.madry_wrn import per_image_standardization
 from classifiers.archs.resnet_he import PadShortcut
 
 CIFAR_ARCHS = sorted(e.name for e in CLASSIFIERS if e.obj.input_shape == (3, 32, 32))
@@ -100,3 +101,43 @@ def test_option_a_shortcut_subsamples_and_zero_pads_channels() -> None:
     out = PadShortcut(16)(x)
     assert out.shape == (2, 32, 16, 16)
     assert torch.equal(out, F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8)))
+
+
+@pytest.mark.parametrize(
+    ("name", "parameters", "shape"),
+    [
+        ("madry-wrn34-10", 45_901_914, (3, 32, 32)),
+        ("cifar-f", 342_474, (3, 32, 32)),
+        ("fashion-zheng", 3_306_474, (1, 28, 28)),
+    ],
+)
+def test_vaishnavi_classifiers_parameter_counts_and_shapes(
+    name: str, parameters: int, shape: tuple[int, int, int]
+) -> None:
+    """The counts follow from the layers their sources give (see each module's docstring)."""
+    spec = CLASSIFIERS.get(name)
+    net = spec.factory(10)
+    assert spec.input_shape == shape
+    assert sum(p.numel() for p in net.parameters()) == parameters
+    with torch.no_grad():
+        assert net.eval()(torch.rand(2, *shape)).shape == (2, 10)
+
+
+def test_madry_wrn_has_five_units_per_group_and_no_projection_shortcuts() -> None:
+    """What sets it apart from the zoo's wrn28_10: 31 convolutions, all 3x3 (a 1x1 projection would show)."""
+    net = CLASSIFIERS.get("madry-wrn34-10").factory(10)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 1 + 3 * 5 * 2
+    assert {m.kernel_size for m in convs} == {(3, 3)}
+
+
+def test_per_image_standardization_matches_tensorflow() -> None:
+    x = torch.rand(3, 3, 32, 32)
+    out = per_image_standardization(x)
+    flat = out.flatten(1)
+    assert torch.allclose(flat.mean(1), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(flat.std(1, unbiased=False), torch.ones(3), atol=1e-4)
+    # A constant image is divided by the 1/sqrt(N) floor, not by (nearly) zero: float error in its mean stays
+    # within 1/sqrt(N) of it instead of being blown up.
+    constant = per_image_standardization(torch.full((1, 3, 32, 32), 0.4))
+    assert bool(constant.abs().max() < 1e-4)

@@ -1,16 +1,18 @@
 """Training recipes: seeded determinism on CPU, the on-device crop/flip augmentation, the CIFAR optimizer and
-schedules, a short real MNIST fit that must clear 90% test accuracy, and adversarial training that buys
-robustness."""
+schedules, a short real MNIST fit that must clear 90% test accuracy, adversarial training that buys
+robustness, and Gaussian noise training that leaves the job keys of noiseless recipes as they were."""
 
 from __future__ import annotations
 
 import copy
+import math
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 from torch import nn
 
 import classifiers  # noqa: F401  (registers the built-in architectures and recipes)
@@ -27,8 +29,10 @@ from bench.api import (
     build_classifier,
     step_direction,
 )
+from bench.config import Normalization
 from bench.data.sources import SPLITS  # noqa: F401  (importing it registers the built-in datasets)
 from bench.data.splits import eval_subset, train_split
+from bench.jobs.configs import TrainedClassifier
 from classifiers.training import (
     CifarParams,
     CifarRecipe,
@@ -364,3 +368,128 @@ def test_the_attack_leaves_the_running_statistics_to_the_training_step() -> None
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert (adv - x).abs().max() <= 8 / 255 + 1e-6 and not torch.equal(adv, x)
     assert float(adv.min()) >= 0 and float(adv.max()) <= 1
+
+
+# ------------------------------------------------------------------- Gaussian noise training (Cohen et al.)
+
+
+def _inputs_seen(params: MnistParams, data: ImageData) -> torch.Tensor:
+    """Every batch the model was called on in one fit, in pixel space (before its own normalization)."""
+    torch.manual_seed(0)
+    model = _tiny_dropout_bn()
+    seen: list[torch.Tensor] = []
+    model.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    MnistRecipe().fit(model, data, params, JobContext(seed=0))
+    return torch.cat(seen)
+
+
+def test_noise_training_feeds_the_model_unclamped_pixel_noise_of_sigma(
+    mnist: tuple[ImageData, ImageData],
+) -> None:
+    """One step on 16 images: the same seed shuffles alike, so the noisy batch minus the clean one is the
+    noise itself, N(0, σ²) in pixel units, and it leaves [0,1] (Cohen et al. do not clamp)."""
+    train, _ = train_split(mnist[0], n_train=16, n_val=0)
+    clean = _inputs_seen(MnistParams(epochs=1, batch_size=16), train)
+    noisy = _inputs_seen(MnistParams(epochs=1, batch_size=16, noise_sigma=0.5), train)
+    assert clean.shape == noisy.shape == (16, 1, 28, 28)
+    assert float(clean.min()) >= 0 and float(clean.max()) <= 1
+    noise = noisy - clean
+    assert abs(float(noise.mean())) < 0.03 and float(noise.std()) == pytest.approx(0.5, rel=0.05)
+    assert float(noisy.min()) < -0.5 and float(noisy.max()) > 1.5
+
+
+def test_noise_training_resumes_to_the_uninterrupted_weights(
+    mnist: tuple[ImageData, ImageData], tmp_path: Path
+) -> None:
+    """The noise comes from the loop's checkpointed stream, so a killed run redraws what it would have."""
+    train, _ = train_split(mnist[0], n_train=256, n_val=0)
+    torch.manual_seed(123)
+    init = _tiny_dropout_bn()
+    recipe, params = MnistRecipe(), MnistParams(epochs=3, batch_size=64, noise_sigma=0.25)
+    expected, _ = _fit(init, recipe, params, train, seed=0)
+    clean, _ = _fit(init, recipe, MnistParams(epochs=3, batch_size=64), train, seed=0)
+    assert any(not torch.equal(expected[k], clean[k]) for k in expected), "the noise changed nothing"
+    killed = CountingContext(seed=0, checkpoints=Checkpoints(tmp_path), bar=Steps(kill_after=6))
+    with pytest.raises(Killed):
+        recipe.fit(copy.deepcopy(init), train, params, killed)
+    model = copy.deepcopy(init)
+    recipe.fit(model, train, params, JobContext(seed=0, checkpoints=Checkpoints(tmp_path)))
+    assert all(torch.equal(model.state_dict()[k], expected[k]) for k in expected), "resumed weights differ"
+
+
+@pytest.mark.parametrize("noise_sigma", [-0.1, math.inf, math.nan])
+def test_noise_sigma_is_a_finite_non_negative_number(noise_sigma: float) -> None:
+    with pytest.raises(ValidationError, match="noise_sigma"):
+        MnistParams(noise_sigma=noise_sigma)
+
+
+def test_recipe_dumps_without_noise_are_the_ones_job_keys_always_hashed() -> None:
+    """The dump of a recipe's parameters is hashed into the classifier's job key: with the noise off it must
+    be exactly the dump from before the option existed, and with it on it must say so."""
+    before = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.0, "n_train": None, "n_val": 0,
+              "compile": False}
+    assert MnistParams().model_dump(mode="json") == before
+    assert MnistParams(noise_sigma=0).model_dump(mode="json") == before
+    assert MnistParams(noise_sigma=0.5).model_dump(mode="json") == {**before, "noise_sigma": 0.5}
+    for name in ("mnist", "cifar", "madry-at"):
+        params = RECIPES.get(name).Params.model_validate({})
+        assert "noise_sigma" not in params.model_dump(mode="json")
+        assert RECIPES.get(name).Params.model_validate(params.model_dump(mode="json")) == params
+    common = {"arch": "mnist-c", "dataset": "mnist", "num_classes": 10, "seed": 0,
+              "normalization": Normalization(mean=list(MNIST_MEAN), std=list(MNIST_STD))}
+    config = TrainedClassifier(**common, recipe="mnist", train=MnistParams(noise_sigma=0.25))
+    assert config.model_dump(mode="json")["train"]["noise_sigma"] == 0.25
+    plain = TrainedClassifier(**common, recipe="mnist", train=MnistParams())
+    assert plain.model_dump(mode="json")["train"] == before
+
+
+def test_adversarial_and_noise_training_are_training_for_robustness() -> None:
+    assert MadryATRecipe.retrains_for_robustness and MadryATRecipe.robust_training(MadryATParams())
+    assert not MnistRecipe.retrains_for_robustness and not CifarRecipe.retrains_for_robustness
+    assert not MnistRecipe.robust_training(MnistParams()) and not CifarRecipe.robust_training(CifarParams())
+    assert MnistRecipe.robust_training(MnistParams(noise_sigma=0.25))
+    assert CifarRecipe.robust_training(CifarParams(noise_sigma=0.12))
+
+
+def test_madry_at_mnist_is_their_mnist_run() -> None:
+    """mnist_challenge's config: Adam at a constant 1e-4, batches of 50 for 100k steps (83 epochs of 60k
+    images), no augmentation, 40 PGD steps of 0.01 in Linf 0.3; the attack is madry-at's, statistics kept."""
+    recipe = RECIPES.get("madry-at-mnist")()
+    p = recipe.Params.model_validate({})
+    assert (p.norm, p.eps, p.attack_steps, p.attack_step) == ("linf", 0.3, 40, 0.01)  # type: ignore[attr-defined]
+    assert (p.lr, p.batch_size, p.epochs) == (1e-4, 50, 83) and recipe.full_scale_epochs == 83
+    assert recipe.robust_training(p)
+    opt, sched = recipe.make_optimizer(nn.Linear(4, 2), p, steps_per_epoch=10)
+    assert isinstance(opt, torch.optim.Adam) and sched is None
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    assert torch.equal(recipe.augment(x, p, torch.Generator()), x)
+    torch.manual_seed(0)
+    model = _tiny_dropout_bn().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adv = recipe.train_inputs(model, x, y, p, torch.Generator().manual_seed(0))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert (adv - x).abs().max() <= 0.3 + 1e-6 and not torch.equal(adv, x)
+
+
+def test_madry_at_mnist_ramps_the_radius_by_the_optimizers_steps(
+    mnist: tuple[ImageData, ImageData], tmp_path: Path
+) -> None:
+    """The ramp reads the step count from Adam's state, so a killed run resumes on the same radii."""
+    recipe = RECIPES.get("madry-at-mnist")()
+    p = recipe.Params.model_validate({"epochs": 3, "batch_size": 64, "eps_ramp_epochs": 2, "attack_steps": 2})
+    torch.manual_seed(0)
+    model = _tiny_dropout_bn().train()
+    recipe.make_optimizer(model, p, steps_per_epoch=4)  # a ramp of 8 steps: the first is at 0.3 / 8
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    adv = recipe.train_inputs(model, x, y, p, torch.Generator().manual_seed(0))
+    assert 0 < float((adv - x).abs().max()) <= 0.3 / 8 + 1e-6
+    train, _ = train_split(mnist[0], n_train=256, n_val=0)  # 4 steps per epoch
+    init = _tiny_dropout_bn()
+    expected, _ = _fit(init, RECIPES.get("madry-at-mnist")(), p, train, seed=0)
+    killed = CountingContext(seed=0, checkpoints=Checkpoints(tmp_path), bar=Steps(kill_after=6))
+    with pytest.raises(Killed):
+        RECIPES.get("madry-at-mnist")().fit(copy.deepcopy(init), train, p, killed)
+    resumed = copy.deepcopy(init)
+    ctx = JobContext(seed=0, checkpoints=Checkpoints(tmp_path))
+    RECIPES.get("madry-at-mnist")().fit(resumed, train, p, ctx)
+    assert all(torch.equal(v, expected[k]) for k, v in resumed.state_dict().items()), "resumed weights differ"

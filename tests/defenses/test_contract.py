@@ -4,7 +4,8 @@ Parametrized over the registry, so a defense is held to it the day it is registe
 is given come back finite and inside its declared ``output_range``; it is deterministic unless it declares
 ``randomized``, and then its private stream restarts on ``reseed``; and each part it declares
 non-differentiable really switches under ``set_bpda`` (the harness's BPDA and its "no gradient attack
-without BPDA" check both trust that declaration).
+without BPDA" check both trust that declaration). A front-end that declares smoothing is fed noisy images
+x + δ, outside [0,1], by the certification engine, and its declared range must hold on those too.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ REQUIRED: dict[str, dict[str, Any]] = {}
 FOR_SHAPE: dict[tuple[str, tuple[int, int, int]], dict[str, Any]] = {
     ("robustifier", (1, 28, 28)): {"depth": 2},
     ("rtfe", (1, 28, 28)): {"depth": 2},
+    ("jat", (1, 28, 28)): {"depth": 2},
 }
 #: MNIST's and CIFAR-10's image shapes.
 SHAPES: list[tuple[int, int, int]] = [(1, 28, 28), (3, 32, 32)]
@@ -73,6 +75,28 @@ def test_shape_kept_and_output_finite_in_the_declared_range(name: str, shape: tu
     lo, hi = frontend.output_range
     assert lo <= float(out.min()) and float(out.max()) <= hi, (
         f"{name} output spans [{float(out.min())}, {float(out.max())}], outside its declared [{lo}, {hi}]"
+    )
+
+
+@pytest.mark.parametrize(("name", "shape"), CASES, ids=IDS)
+def test_a_smoothing_front_end_keeps_its_declared_range_on_noisy_inputs(
+    name: str, shape: tuple[int, int, int]
+) -> None:
+    frontend = build(name, shape)
+    if frontend.smoothing is None:
+        pytest.skip(f"{name} declares no smoothing, so it is only ever fed images in [0,1]")
+    # Noise of σ in pixel units; for normalized-space noise (σ·s_c in pixel space) a unit std stands in for
+    # the classifier's, which the front-end alone does not know.
+    x = images(shape)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    noisy = x + frontend.smoothing.sigma * noise
+    with torch.no_grad():
+        out = frontend(noisy)
+    assert out.shape == x.shape and bool(torch.isfinite(out).all())
+    lo, hi = frontend.output_range
+    assert lo <= float(out.min()) and float(out.max()) <= hi, (
+        f"{name} maps noisy inputs to [{float(out.min())}, {float(out.max())}], outside its declared "
+        f"[{lo}, {hi}]"
     )
 
 

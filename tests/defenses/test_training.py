@@ -71,6 +71,7 @@ def test_aaa_reports_validation_numbers_only_when_given_validation_images() -> N
     without, metrics_without = fit("aaa", JobContext(seed=2))
     assert all(torch.equal(weights[k], without[k]) for k in without), "validating must not change training"
     assert not any(k.startswith("val_") for k in metrics_without)
-    assert set(metrics) - set(metrics_without) == {"val_clean_accuracy", "val_adv_accuracy", "val_mse"}
+    validation = {"val_clean_accuracy", "val_adv_accuracy", "val_mse", "val_loss", "lr_reductions"}
+    assert set(metrics) - set(metrics_without) == validation
     assert 0 <= metrics["val_adv_accuracy"] <= 1 and 0 <= metrics["val_clean_accuracy"] <= 1
     assert 0 < metrics["val_mse"] < 1

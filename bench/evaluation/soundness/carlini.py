@@ -286,12 +286,13 @@ def whitebox_beats_transfer(cell: CellEvidence) -> CheckResult:
     bare = Pipeline(full.classifier, Identity())
     clean = cell.attacks[0].clean[:n]
     transferred, advs = [], []
+    classes = cell.data.info.num_classes
     for i, (x, y) in enumerate(check_data(cell).batches(cell.batch_size, cell.ctx.device)):
         ok = clean[i * cell.batch_size : i * cell.batch_size + x.shape[0]].to(x.device)
         x_adv = x.clone()
         if bool(ok.any()):
             x_adv[ok] = attack.perturb(bare, x[ok], y[ok], cell.threat, cell.ctx).detach()
-        transferred.append((ok & ~verified_correct(full, x, x_adv, y, cell.threat)).cpu())
+        transferred.append((ok & ~verified_correct(full, x, x_adv, y, cell.threat, classes)).cpu())
         advs.append(x_adv.cpu())
     transfer_fooled = torch.cat(transferred)
     white, rerun_fooled, n_rerun = white_box_robust(cell)

@@ -240,3 +240,21 @@ def test_budget_below_the_published_one_is_stated() -> None:
     assert AutoAttackRand(AutoAttackRandParams(n_queries=20)).budget_note() is None
     assert AutoAttackRand(AutoAttackRandParams(eot_iter=5)).budget_note() == "5 of 20 EOT draws per gradient"
     assert AutoAttackRand(AutoAttackRandParams(eot_iter=40)).budget_note() is None
+
+
+def test_a_subset_of_sub_attacks_runs_only_those_and_says_so() -> None:
+    pipe = Pipeline(linear_model(), Identity())
+    x, y = labelled(pipe, 6)
+    params = AutoAttackParams(n_iter=3, attacks=["apgd-t", "apgd-ce"])
+    assert params.attacks == ["apgd-ce", "apgd-t"]  # pyautoattack's order: one key however listed
+    attack = AutoAttack(params)
+    attack.perturb(pipe, x, y, Threat("linf", 0.002), JobContext())
+    log = "\n".join(attack.last_log)
+    assert "after APGD-CE" in log and "after APGD-T" in log
+    assert "FAB-T" not in log and "SQUARE" not in log
+    note = "3 of 100 APGD/FAB iterations, fab-t, square not run (of the standard version)"
+    assert attack.budget_note() == note
+    # Unset, the parameter is absent from the dump, so keys of jobs planned before it existed stay.
+    assert "attacks" not in AutoAttackParams().model_dump(mode="json")
+    with pytest.raises(ValueError, match="the rand version runs apgd-ce, apgd-dlr, not square"):
+        AutoAttackRandParams(attacks=["square"])

@@ -14,7 +14,18 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from bench.api import ATTACKS, NORMS, Attack, AttackParams, Identity, JobContext, Norm, Pipeline, Threat
+from bench.api import (
+    ATTACKS,
+    NORMS,
+    Attack,
+    AttackParams,
+    GaussianSmoothing,
+    Identity,
+    JobContext,
+    Norm,
+    Pipeline,
+    Threat,
+)
 from bench.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -58,12 +69,18 @@ def classifier() -> nn.Module:
         ).eval()
 
 
+class Smoothed(Identity):
+    """The identity declaring smoothing: the pipeline an attack on a smoothed classifier needs."""
+
+    smoothing = GaussianSmoothing(0.25)
+
+
 def setup(name: str) -> tuple[Attack, Pipeline, torch.Tensor, torch.Tensor]:
     """A fresh attack with a tiny budget on a tiny pipeline, and inputs it classifies as labelled."""
     cls = ATTACKS.get(name)
     attack = cls(cheap_params(cls))
     clf = classifier()
-    pipe = Pipeline(clf, Identity())
+    pipe = Pipeline(clf, Smoothed() if cls.needs_smoothing else Identity())
     if cls.needs_surrogate:
         # The runner's default surrogate (the same classifier undefended, a pipeline of its own), bound
         # through the method that declaring needs_surrogate promises.

@@ -94,3 +94,9 @@ def test_preset_and_norms() -> None:
 def test_fewer_steps_than_the_protocol_are_stated() -> None:
     assert CWL2().budget_note() is None
     assert CWL2(CWParams(steps=100)).budget_note() == "100 of 1000 Adam steps"
+
+
+@pytest.mark.parametrize("bound", [0.0, -3.0, float("nan")])
+def test_a_bound_that_is_not_positive_is_refused_by_name(bound: float) -> None:
+    with pytest.raises(ValueError, match="max_l2 is the L2 distance .* give a positive distance"):
+        CWParams(max_l2=bound)

@@ -224,3 +224,16 @@ def test_presets_record_the_step_size_they_derive_from_epsilon() -> None:
     attack = cls(cls.Params.model_validate({"steps": 1, "variant": "appendix"}))
     attack.perturb(Pipeline(linear_model(), Identity()), *data(2), Threat("linf", 0.1), JobContext())
     assert attack.describe()["step_sizes_run"] == [pytest.approx(0.1 * 1.25 * 255 / 100)]
+
+
+def test_vaishnavi_presets_are_the_papers_steps_and_restarts() -> None:
+    """Tables 2, 4 and 5: 100 steps of 0.01 x 50 restarts (MNIST, Fashion-MNIST), 20 of 2/255 x 10 (CIFAR)."""
+    mnist, cifar = ATTACKS.get("pgd-vaishnavi-mnist"), ATTACKS.get("pgd-vaishnavi-cifar")
+    for cls, steps, restarts, step in ((mnist, 100, 50, 0.01), (cifar, 20, 10, 2 / 255)):
+        p = cls().params
+        assert (p.steps, p.restarts) == (steps, restarts)  # type: ignore[attr-defined]
+        assert p.alphas(0.3) == p.alphas(0.2) == [step]  # type: ignore[attr-defined]
+        relative = cls.Params.model_validate({"rel_step_sizes": [0.25]})
+        assert relative.alphas(0.2) == [pytest.approx(0.05)], "a relative step replaces the paper's"  # type: ignore[attr-defined]
+        with pytest.raises(ValueError, match="not both"):
+            cls.Params.model_validate({"rel_step_sizes": [0.25], "step_sizes": [0.01]})

@@ -88,6 +88,10 @@ class FakeUpstream:
     def classifier(self, key: str) -> nn.Module:
         return self.models[key]
 
+    def guide(self, fe_key: str) -> nn.Module | None:
+        deps = self.graph[fe_key].deps
+        return self.models[deps[0]] if deps else None
+
     def frontend(self, key: str) -> FrontEnd:
         self.frontends_built += 1
         return Flip()

@@ -78,7 +78,12 @@ def rows(
         return torch.arange(n) < k
 
     common: dict[str, Any] = dict(
-        examples="e" * 64, wall_s=12.5, n_forward=4000, n_backward=3900, scale_notes=scale
+        examples="e" * 64,
+        wall_s=12.5,
+        n_forward=4000,
+        n_backward=3900,
+        scale_notes=scale,
+        cost_per_prediction=1,
     )
     return [
         accuracy_row(u, attack=u.attack, metric="clean_accuracy", correct=correct(clean), **common),
@@ -269,6 +274,15 @@ class Table:
     def row(self, first: str) -> list[Cell]:
         return next(r for r in self.rows if r[0].text == first)
 
+    def column(self, header: str) -> list[Cell]:
+        """The body cells under the header cell whose text starts with ``header``."""
+        at = next(i for i, c in enumerate(self.rows[0]) if c.text.startswith(header))
+        return [r[at] for r in self.rows[1:]]
+
+    def records(self) -> list[dict[str, Cell]]:
+        """Each body row by header text."""
+        return [{h.text: c for h, c in zip(self.rows[0], r, strict=True)} for r in self.rows[1:]]
+
 
 class Tables(HTMLParser):
     """Every table with its cells' whitespace-normalized text and the title attributes inside each cell."""
@@ -333,7 +347,8 @@ def test_one_transfer_table_puts_native_and_transferred_numbers_on_one_row(site:
 def test_transfer_cell_shows_clean_and_robust_with_intervals_and_n(site: Path) -> None:
     table = Tables(matrix_page(site, "demo")).with_class("transfer")[0]
     assert (
-        table.row("aaa [A+B]")[1].text == "robust 62.0% [51.7, 71.5] clean 93.0% [86.1, 97.1] n = 100 native"
+        table.row("aaa [A+B]")[1].text
+        == "robust 62.0% [51.7, 71.5] clean 93.0% [86.1, 97.1] n = 100 · cost/prediction 1 native"
     )
     assert "robust 12.0% [6.4, 20.0]" in table.row("none")[1].text
 
@@ -346,8 +361,9 @@ def test_unreliable_marker_sits_on_the_flagged_cell_only(site: Path) -> None:
     assert "inside-threat: max |delta| 0.05 > eps" in marked[0].titles
 
     board = Tables(page(site, "leaderboard.html")).with_class("leaderboard")[0]
-    flagged = [r for r in board.rows[1:] if "unreliable" in r[12].text]
-    assert [(r[3].text, r[5].text) for r in flagged] == [("aaa", "B")]
+    flagged = [r for r in board.records() if "unreliable" in r["soundness"].text]
+    assert [(r["defense"].text, r["target"].text) for r in flagged] == [("aaa", "B")]
+    assert {r["soundness"].text for r in board.records()} - {"unreliable: inside-threat"} == {"reliable"}
 
 
 def test_reduced_scale_cell_is_marked_and_its_note_stated(site: Path) -> None:
@@ -359,7 +375,8 @@ def test_reduced_scale_cell_is_marked_and_its_note_stated(site: Path) -> None:
 
     board_html = page(site, "leaderboard.html")
     board = Tables(board_html).with_class("leaderboard")[0]
-    scales = {(r[3].text, r[5].text): r[13].text for r in board.rows[1:] if r[1].text == "demo"}
+    scales = {(r["defense"].text, r["target"].text): r["scale"].text for r in board.records()
+              if r["matrix"].text == "demo"}
     assert scales[("none", "C")] == "reduced1"
     assert {v for k, v in scales.items() if k != ("none", "C")} == {"full"}
     assert f"Reduced scale: {REDUCED_NOTE}" in board_html
@@ -370,8 +387,8 @@ def test_ensemble_size_table_gives_robust_accuracy_per_m(site: Path) -> None:
     assert [c.text for c in sizes.rows[0]] == ["target", "m = 1", "m = 2"]
     assert [c.text for c in sizes.row("C")] == [
         "C",
-        "20.0% [12.7, 29.2] n = 100",
-        "47.0% [36.9, 57.2] n = 100",
+        "20.0% [12.7, 29.2] n = 100 cost/prediction 1",
+        "47.0% [36.9, 57.2] n = 100 cost/prediction 1",
     ]
 
 
@@ -402,28 +419,40 @@ def test_classifier_cards_show_the_normalization_and_where_it_came_from(site: Pa
 
 def test_leaderboard_is_sorted_by_robust_accuracy_and_has_one_row_per_cell(site: Path) -> None:
     html = page(site, "leaderboard.html")
-    board = Tables(html).with_class("leaderboard")[0]
-    assert "sortable" in board.classes
-    robust = [float(r[10].attrs["data-sort"]) for r in board.rows[1:]]
+    boards = Tables(html).with_class("leaderboard")
+    assert len(boards) == 1  # every cell is a cifar10 cell at linf 8/255
+    assert "ε = 8/255" in text(html)
+    board = boards[0]
+    assert {"sortable", "filterable"} <= board.classes
+    robust = [float(c.attrs["data-sort"]) for c in board.column("robust")]
     assert robust == sorted(robust, reverse=True)
     # 7 distinct cells in "demo" (the one shared by two experiments counts once), one per other matrix.
     assert len(robust) == 9
-    assert [r[0].text for r in board.rows[1:]] == [str(i) for i in range(1, 10)]
-    assert board.rows[1][10].text == "62.0% [51.7, 71.5]"
-    assert board.rows[1][8].text == "8/255"
-    # A row links to the table showing it: the shared cell to the transfer table, m = 1 to its m table.
+    assert [c.text for c in board.column("#")] == [str(i) for i in range(1, 10)]
+    best = board.records()[0]
+    assert best["robust [95% CI]"].text == "62.0% [51.7, 71.5]"
+    assert best["clean [95% CI]"].text == "93.0% [86.1, 97.1]"
+    assert (best["relation"].text, best["n"].text, best["inference cost"].text) == ("native", "100", "1")
+    # The front-end's training job: 90 s on the device of the run that computed it.
+    assert best["training cost"].text == "90.0 s cpu: x86_64, 8 threads"
+    assert best["run"].text == "#1"
+    # A row links to the table showing it: the shared cell to the transfer table, m = 1 to its m table;
+    # and to the provenance of the run that computed it.
     demo = matrix_file_name(key("demo"))
     links = re.findall(r'<a href="([^"]+)">demo</a>', html)
     assert sorted(set(links)) == [f"{demo}#sizes-2", f"{demo}#transfer-1"]
     assert links.count(f"{demo}#sizes-2") == 1
+    assert html.count(f'<a href="{demo}#run-1">#1</a>') == 7
 
 
 def test_site_is_self_contained(site: Path) -> None:
     for path in site.iterdir():
         html = path.read_text(encoding="utf-8")
         assert "http://" not in html and "https://" not in html
-        assert not re.search(r"<link\b|<script[^>]*\bsrc=|<img\b|@import|url\(", html), path.name
-        assert html.count("<script") == 1, path.name  # the inline table sorter and nothing else
+        # Plots are inline SVG whose only references (url(#...), href="#...") are to ids on the same page.
+        external = r"<link\b|<script[^>]*\bsrc=|<img\b|@import|url\((?!#)|href=\"data:"
+        assert not re.search(external, html), path.name
+        assert html.count("<script") == 1, path.name  # the inline table sorter and filter, and nothing else
 
 
 def test_hostile_names_are_escaped_and_files_stay_in_out_dir(site: Path) -> None:
