@@ -9,15 +9,17 @@ import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 import torch
 
 from bench.api import JobContext, load_plugins
-from bench.config import load_matrix
 from bench.errors import BenchError
 from bench.regression import CORRECTIONS
+
+if TYPE_CHECKING:
+    from bench.executor import Executor
 
 DEFAULT_DB = "results.db"
 DEFAULT_ARTIFACTS = "artifacts"
@@ -78,6 +80,25 @@ def check_executor(_ctx: click.Context, _param: click.Parameter, name: str) -> s
     return name
 
 
+def make_executor(
+    name: str, show_progress: bool, address: str | None, workers: int | None, job_resources: tuple[str, ...]
+) -> Executor:
+    """The engine ``--executor`` names, with the options only Ray takes (checked before the run starts)."""
+    from bench.executor import EXECUTORS
+
+    if name == "ray":
+        from bench.jobs.resources import with_overrides
+        from bench.ray_executor import RayExecutor
+
+        resources = with_overrides(job_resources)
+        return RayExecutor(show_progress, address=address, num_cpus=workers, resources=resources)
+    ray_only = (("--address", address), ("--workers", workers), ("--job-resources", job_resources))
+    given = [option for option, value in ray_only if value]
+    if given:
+        raise BenchError(f"{', '.join(given)}: only --executor ray takes them")
+    return EXECUTORS[name](show_progress=show_progress)
+
+
 class BenchGroup(click.Group):
     """Prints :class:`BenchError` messages without a traceback: they are the user's to fix, not bugs."""
 
@@ -106,8 +127,7 @@ def main() -> None:
     "--artifacts",
     default=DEFAULT_ARTIFACTS,
     show_default=True,
-    type=click.Path(path_type=Path),
-    help="Folder for weights and per-example outcomes.",
+    help="Folder or fsspec URL (s3://bucket/path, memory://x) for weights and per-example outcomes.",
 )
 @click.option("--data-dir", default=None, help="Data root (default: $BENCH_DATA_DIR, else ./data).")
 @click.option("--download", is_flag=True, help="Download datasets that are not on disk.")
@@ -117,11 +137,20 @@ def main() -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for PyTorch (default: its own choice; 1 is fastest on a busy 2-core box).")
 @click.option("--executor", "executor_name", default="local", show_default=True, callback=check_executor,
-              help="Engine that runs the jobs (local: in this process, one at a time).")
+              help="Engine that runs the jobs (local: in this process, one at a time; ray: each job a Ray "
+                   "task, independent jobs in parallel).")
+@click.option("--address", default=None,
+              help="Ray: the cluster to run on, HOST:PORT or auto (the one `ray start` started here) "
+                   "[default: a local cluster for this run].")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Ray, local cluster: the CPUs it offers [default: this machine's].")
+@click.option("--job-resources", multiple=True, metavar="KIND:NAME=VALUE[,...]",
+              help="Ray: override what one job of KIND reserves (num_cpus, num_gpus, memory), e.g. "
+                   "cell:num_gpus=0.25,memory=2GiB; repeatable.")
 def run(
     matrix_path: Path,
     db: Path,
-    artifacts: Path,
+    artifacts: str,
     data_dir: str | None,
     download: bool,
     force: bool,
@@ -129,6 +158,9 @@ def run(
     quiet: bool,
     threads: int | None,
     executor_name: str,
+    address: str | None,
+    workers: int | None,
+    job_resources: tuple[str, ...],
 ) -> None:
     """Run every job of a matrix that is not already complete, then print its cells.
 
@@ -136,23 +168,23 @@ def run(
     end and the exit status is 1 (a rerun retries just those).
     """
     from bench.artifacts import ArtifactStore
-    from bench.executor import EXECUTORS
     from bench.jobs.env import Env
     from bench.plan import plan_matrix
     from bench.report.summary import blocked_lines, failed_lines, print_run_summary
     from bench.storage import Store
-    from bench.validate import validate_matrix
+    from bench.validate import load_valid_matrix
 
     if threads is not None:
         torch.set_num_threads(threads)
-    load_plugins()
-    matrix = load_matrix(matrix_path)
+    executor = make_executor(executor_name, not quiet, address, workers, job_resources)
     root = data_root(data_dir)
-    validate_matrix(matrix, str(matrix_path), matrix_path.parent, root)
+    matrix = load_valid_matrix(matrix_path, root)
     dev = resolve_device(device)
     env = Env(root, download, ArtifactStore(artifacts), JobContext(device=dev, show_progress=not quiet))
     planned = plan_matrix(matrix, matrix_path.parent, env)
     store = Store(db)
+    for gone in store.mark_interrupted():
+        click.echo(f"run {gone.id} (matrix {gone.matrix_name!r}) was {gone.error}")
     run_id = store.start_run(
         matrix_name=matrix.name,
         matrix_path=str(matrix_path),
@@ -165,7 +197,6 @@ def run(
     n_jobs = len(planned.graph)
     click.echo(f"run {run_id}: matrix {matrix.name!r}, {n_jobs} jobs, store {db}")
     try:
-        executor = EXECUTORS[executor_name](show_progress=not quiet)
         summary = executor.run(planned.graph, store, env, run_id, force)
     except BenchError as exc:
         store.finish_run(run_id, "failed", str(exc))
@@ -199,19 +230,58 @@ def run(
     "--artifacts",
     default=DEFAULT_ARTIFACTS,
     show_default=True,
-    type=click.Path(path_type=Path),
-    help="The run's artifacts folder, for the pictures of what each front-end does to a few test images.",
+    help="The run's artifact folder or fsspec URL, for the pictures of what each front-end does to a few "
+    "test images.",
 )
 @click.option("--data-dir", default=None, help="Data root (default: $BENCH_DATA_DIR, else ./data).")
-def report(db: Path, out: Path, artifacts: Path, data_dir: str | None) -> None:
-    """Render the HTML leaderboard and transferability tables (self-contained, works offline)."""
+def report(db: Path, out: Path, artifacts: str, data_dir: str | None) -> None:
+    """Render the HTML leaderboard and transferability tables (self-contained, works offline).
+
+    Exit status: 0 written; 2 bad input (a missing, foreign or unreadable store; an --out that is a file,
+    cannot be created or written, or holds HTML pages the report did not write).
+    """
     from bench.report.render import render_site
     from bench.storage import Store
 
-    if not db.exists():
-        raise BenchError(f"no results store at {db}; run `bench run --matrix ...` first or pass --db")
-    index = render_site(Store(db), out, artifacts, Path(data_dir) if data_dir else None)
+    store = Store.open_readonly(db)  # a report never writes: a foreign or archived store stays as it is
+    for shown in store.runs():
+        if shown.status == "interrupted":
+            click.echo(f"run {shown.id} (matrix {shown.matrix_name!r}): {shown.error}")
+    check_report_folder(out)
+    try:
+        index = render_site(store, out, artifacts, Path(data_dir) if data_dir else None)
+    except OSError as exc:
+        raise BenchError(f"cannot write the report to {out}: {exc.strerror or exc} ({exc.filename})") from exc
     click.echo(f"wrote {index}")
+
+
+#: How the title of every page the report writes (of every version) ends, so it overwrites its own pages
+#: and no one else's.
+REPORT_MARK = " · Frontline</title>"
+
+
+def check_report_folder(out: Path) -> None:
+    """Refuses an ``--out`` the report cannot write, before any page is rendered: a file, a folder that
+    cannot be created or is read-only, or one holding web pages the report did not write (``--out .`` in a
+    site's folder would replace its ``index.html``)."""
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file; the report is a folder of pages, so give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create the report folder {out}: {exc.strerror or exc}") from exc
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise BenchError(f"cannot write the report to {out}: the folder is read-only")
+    for page in sorted(out.glob("*.html")):
+        try:
+            ours = REPORT_MARK in page.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise BenchError(f"cannot read {page} in the report folder: {exc.strerror or exc}") from exc
+        if not ours:
+            raise BenchError(
+                f"--out {out} holds {page.name}, which the report did not write and would replace; give an "
+                "empty folder or one the report wrote before"
+            )
 
 
 @main.command("list")
@@ -248,12 +318,10 @@ def validate(matrix_path: Path, data_dir: str | None) -> None:
     from bench.artifacts import ArtifactStore
     from bench.jobs.env import Env
     from bench.plan import plan_matrix
-    from bench.validate import validate_matrix
+    from bench.validate import load_valid_matrix
 
-    load_plugins()
-    matrix = load_matrix(matrix_path)
     root = data_root(data_dir)
-    validate_matrix(matrix, str(matrix_path), matrix_path.parent, root)
+    matrix = load_valid_matrix(matrix_path, root)
     env = Env(root, False, ArtifactStore(Path(DEFAULT_ARTIFACTS)), JobContext(show_progress=False))
     planned = plan_matrix(matrix, matrix_path.parent, env)
     click.echo(f"{matrix_path}: ok ({len(matrix.experiments)} experiments, {len(planned.graph)} jobs)")

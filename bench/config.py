@@ -8,8 +8,12 @@ valid ones.
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import re
+import unicodedata
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -48,6 +53,50 @@ Epsilon = Annotated[float, BeforeValidator(_parse_fraction)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: What the matrix's name and every label of a classifier, defense, threat or attack are made of. They reach
+#: file names, HTML, job labels and the terminal, so only characters that mean nothing in any of them: no path
+#: separator, no leading dot, no markup, no control character; ``+`` and ``:`` join guide sets and mark the
+#: standard protocol's attacks in what the harness prints, so a label holding them would read as two things.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_NAME_LENGTH = 64
+NAME_RULE = (
+    f"a name is 1 to {MAX_NAME_LENGTH} letters, digits, '_', '.' and '-', starting with a letter or digit, "
+    "since it becomes part of file names, web pages and terminal output"
+)
+
+
+def check_name(value: str) -> str:
+    if len(value) <= MAX_NAME_LENGTH and NAME_PATTERN.fullmatch(value):
+        return value
+    raise ValueError(f"{value!r} is not a valid name: {_name_problem(value)}; {NAME_RULE}")
+
+
+def _name_problem(value: str) -> str:
+    if not value:
+        return "it is empty"
+    control = next((ch for ch in value if is_control(ch)), None)
+    if control is not None:
+        return f"it holds the control character U+{ord(control):04X}"
+    if "/" in value or "\\" in value:
+        return "it holds a path separator"
+    if len(value) > MAX_NAME_LENGTH:
+        return f"it is {len(value)} characters long"
+    if not NAME_PATTERN.fullmatch(value[0]):
+        return f"it starts with {value[0]!r}"
+    bad = next(ch for ch in value if not NAME_PATTERN.fullmatch(f"a{ch}"))
+    return f"it holds {bad!r}"
+
+
+def is_control(ch: str) -> bool:
+    """A character that steers a terminal or reorders the text around it rather than showing itself: C0 and
+    C1 controls (ESC starts the sequences that retitle a window or rewrite the screen, CR overwrites a line)
+    and the bidirectional embeddings, overrides and isolates."""
+    return unicodedata.category(ch) == "Cc" or "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"
+
+
+Name = Annotated[str, AfterValidator(check_name)]
 
 
 class Normalization(Strict):
@@ -104,6 +153,30 @@ class DefenseConfig(Strict):
     n_train: int | None = Field(None, ge=1)
     #: Images held out of that split for the front-end's validation (disjoint from its training images).
     n_val: int = Field(0, ge=0)
+    #: Local file of a trained front-end (safetensors, or a pickle read with weights_only=True, as a
+    #: classifier's ``weights``), loaded instead of training one: the front-end's own state dict, or, for a
+    #: front-end whose weights all live in one wrapped network, that network's as its authors saved it
+    #: (Salman et al.'s DnCNN ``checkpoint.pth.tar``). Keyed by content, and strictly loaded into the
+    #: defense's architecture before any work. The experiments' guides then say what it was trained
+    #: through, as the matrix states it.
+    weights: str | None = None
+    #: Another defense entry whose front-end this one starts its training from (fine-tuning): that entry's
+    #: front-end job, for this one's guides unless ``init_guides`` names others, is an upstream job of this
+    #: one, and its architecture must be this one's.
+    init_from: str | None = None
+    #: The guides of the ``init_from`` entry's front-end, when not this one's own.
+    init_guides: list[str] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> DefenseConfig:
+        if self.weights is not None:
+            trained = ("init_from", "init_guides", "n_train", "n_val")
+            given = [k for k in trained if k in self.model_fields_set]
+            if given:
+                raise ValueError(f"a front-end loaded from weights is not trained: remove {', '.join(given)}")
+        if self.init_guides is not None and self.init_from is None:
+            raise ValueError("init_guides names the guides of the init_from front-end; give init_from too")
+        return self
 
 
 class ThreatConfig(Strict):
@@ -459,15 +532,16 @@ class PaperConfig(Strict):
 
 
 class MatrixConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: Name
     description: str = ""
-    #: Free-text statement of what was reduced; the harness adds what it detects itself.
+    #: Free-text statement of what was reduced, shown in the report and ``bench run``'s summary; the harness
+    #: adds what it detects itself.
     scale: str | None = None
-    classifiers: dict[str, ClassifierConfig] = Field(min_length=1)
-    defenses: dict[str, DefenseConfig] = Field(min_length=1)
-    threats: dict[str, ThreatConfig] = Field(min_length=1)
+    classifiers: dict[Name, ClassifierConfig] = Field(min_length=1)
+    defenses: dict[Name, DefenseConfig] = Field(min_length=1)
+    threats: dict[Name, ThreatConfig] = Field(min_length=1)
     #: A custom attack set; omitted, every cell runs the standard protocol (``evaluation.protocol``).
-    attacks: dict[str, AttackConfig] | None = Field(None, min_length=1)
+    attacks: dict[Name, AttackConfig] | None = Field(None, min_length=1)
     evaluation: EvaluationConfig = EvaluationConfig()
     #: When present, every evaluated pipeline is also scored on corrupted copies of its evaluation images.
     corruptions: CorruptionConfig | None = None
@@ -523,21 +597,123 @@ class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc, unused-ignore]  #
 
 def load_matrix(path: str | Path) -> MatrixConfig:
     """Parse and structurally validate a matrix file; every problem becomes one :class:`ConfigError`."""
+    return parse_matrix(read_matrix(path), str(path))
+
+
+#: More values than any matrix file holds once its aliases are expanded; far fewer than a "billion laughs"
+#: (aliases of aliases of lists, each expanding nine-fold), which would exhaust memory wherever the matrix is
+#: walked (validation, hashing into job keys, storing it with its run).
+MAX_VALUES = 100_000
+#: Deeper than any matrix nests (a paper table's numbers are five levels down).
+MAX_DEPTH = 32
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+#: The values YAML's safe loader may give that a matrix holds: JSON's, since the matrix is stored and hashed
+#: as JSON. Dates, ``!!binary`` and ``!!set`` have no meaning in a matrix and are refused by name.
+_PLAIN = (str, int, float, bool, type(None), dict, list)
+
+
+def read_matrix(path: str | Path) -> dict[str, Any]:
+    """A matrix file's YAML as plain data, or a :class:`ConfigError` saying why the file is not a matrix's:
+    unreadable, not UTF-8 text, malformed YAML, a Python or other unknown tag (only the safe loader's tags
+    are constructed), a node that expands past :data:`MAX_VALUES` values through aliases or nests past
+    :data:`MAX_DEPTH`, a value JSON has no type for, or a control character anywhere."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the matrix file ({exc.strerror})") from exc
+    text = _decode(path, data)
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         loc = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yaml.constructor.ConstructorError) and "constructor for the tag" in problem:
+            problem += " (a matrix is plain data: the safe loader builds no Python or other tagged objects)"
         raise ConfigError(f"{path}: malformed YAML{loc}: {problem}") from exc
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: the YAML nests deeper than a matrix file can (over {MAX_DEPTH} levels)"
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    return parse_matrix(raw, str(path))
+    _check_tree(raw, str(path))
+    return raw
+
+
+def _decode(path: Path, data: bytes) -> str:
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            raise ConfigError(f"{path}: the file is {encoding} text; save it as UTF-8 (a matrix file is "
+                              "YAML in UTF-8)")
+    if b"\0" in data:
+        raise ConfigError(f"{path}: the file holds NUL bytes, so it is binary or UTF-16/32 text, not a "
+                          "matrix file (YAML in UTF-8)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line} is not UTF-8 text (byte {exc.start}: {exc.reason}); save the "
+                          "file as UTF-8, or check that it is the matrix file (YAML) at all") from None
+
+
+def _check_tree(raw: dict[str, Any], source: str) -> None:
+    """Walks the loaded YAML once, counting each aliased node as often as it is used (memoized, so a bomb
+    is measured without being expanded), and lists every unsuitable value and control character."""
+    problems: list[str] = []
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def text(value: str, loc: tuple[Any, ...], what: str, allowed: str) -> None:
+        bad = next((ch for ch in value if is_control(ch) and ch not in allowed), None)
+        if bad is not None:
+            problems.append(f"{source}: {_key_path(loc)}: {what} holds the control character "
+                            f"U+{ord(bad):04X}, which a terminal would obey rather than show; remove it")
+
+    def walk(node: Any, loc: tuple[Any, ...]) -> int:
+        if isinstance(node, str):
+            text(node, loc, "the value", "\n\t")
+            return 1
+        if not isinstance(node, _PLAIN):
+            problems.append(f"{source}: {_key_path(loc)}: a {type(node).__name__} is not a matrix value "
+                            "(numbers, text, true/false, null, lists and mappings are); quote it for text")
+            return 1
+        if not isinstance(node, dict | list):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_nodes:
+            raise ConfigError(f"{source}: {_key_path(loc)}: an alias refers to a node that holds it, so the "
+                              "matrix would be infinite")
+        if len(loc) > MAX_DEPTH:
+            raise ConfigError(f"{source}: {_key_path(loc)}: nests deeper than a matrix file can (over "
+                              f"{MAX_DEPTH} levels)")
+        open_nodes.add(id(node))
+        total = 1
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+            if isinstance(node, dict) and isinstance(key, str):
+                text(key, (*loc, key), "the key", "")
+            elif isinstance(node, dict) and not isinstance(key, int | float | bool | None):
+                problems.append(f"{source}: {_key_path(loc)}: a {type(key).__name__} is not a key")
+            total += walk(value, (*loc, key))
+            if total > MAX_VALUES:
+                raise ConfigError(
+                    f"{source}: {_key_path(loc)}: expands to more than {MAX_VALUES:,} values through YAML "
+                    "aliases (an alias bomb); a matrix file holds far fewer"
+                )
+        open_nodes.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    walk(raw, ())
+    if problems:
+        raise ConfigError("\n".join(dict.fromkeys(problems)))
 
 
 def parse_matrix(raw: dict[str, Any], source: str) -> MatrixConfig:
@@ -545,6 +721,85 @@ def parse_matrix(raw: dict[str, Any], source: str) -> MatrixConfig:
         return MatrixConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from exc
+
+
+#: Sections of labelled entries, and what :class:`UnknownNameError` calls one of their labels.
+LABELLED = {"classifiers": "classifier", "defenses": "defense", "threats": "threat", "attacks": "attack"}
+#: Blocks whose settings are independent of each other: a wrong one is left out, the rest still checked.
+_SETTINGS = ("evaluation", "certify", "corruptions")
+_REQUIRED = ("classifiers", "defenses", "threats", "experiments")
+
+
+@dataclass(frozen=True)
+class Salvage:
+    """What remains of a matrix that failed its schema once every wrong part is left out, so the rules can
+    still be checked on the rest and every problem reported in one pass: the matrix, the labels of the
+    entries left out (as ``(kind, label)``: a reference to one of them is not reported again as unknown),
+    the original position of each experiment kept, and the dotted paths of the settings and blocks left out
+    (``evaluation.protocol``, ``paper``)."""
+
+    matrix: MatrixConfig
+    labels: frozenset[tuple[str, str]]
+    experiments: tuple[int, ...]
+    settings: frozenset[str]
+
+
+def salvage(raw: dict[str, Any], exc: ValidationError, rounds: int = 8) -> Salvage | None:
+    """Leaves out, for each schema error, the smallest part that holds it and can be left out without
+    inventing anything (a labelled entry, an experiment, a setting, an optional block) and validates again,
+    a few rounds; None where a required part is wrong itself (no classifiers, say): nothing is left to check.
+    ``raw`` is not changed: parts are copied before one of their keys is removed, since aliases share them."""
+    work = dict(raw)
+    experiments = raw.get("experiments")
+    kept = list(range(len(experiments))) if isinstance(experiments, list) else []
+    labels: set[tuple[str, str]] = set()
+    settings: set[str] = set()
+    for _ in range(rounds):
+        cut = {kept[int(loc[1])] for loc in _locs(exc) if _is_experiment(loc, kept)}
+        for loc in _locs(exc):
+            if not _is_experiment(loc, kept) and not _leave_out(work, loc, labels, settings):
+                return None
+        kept = [i for i in kept if i not in cut]
+        if isinstance(experiments, list):
+            work["experiments"] = [experiments[i] for i in kept]
+        try:
+            matrix = MatrixConfig.model_validate(work)
+        except ValidationError as again:
+            exc = again
+            continue
+        return Salvage(matrix, frozenset(labels), tuple(kept), frozenset(settings))
+    return None
+
+
+def _locs(exc: ValidationError) -> list[tuple[str | int, ...]]:
+    return [tuple(err["loc"]) for err in exc.errors()]
+
+
+def _is_experiment(loc: tuple[str | int, ...], kept: list[int]) -> bool:
+    return len(loc) >= 2 and loc[0] == "experiments" and isinstance(loc[1], int) and loc[1] < len(kept)
+
+
+def _leave_out(
+    work: dict[str, Any], loc: tuple[str | int, ...], labels: set[tuple[str, str]], settings: set[str]
+) -> bool:
+    head = loc[0]
+    block = work.get(str(head))
+    if head in LABELLED and len(loc) >= 2 and isinstance(block, dict) and loc[1] in block:
+        work[str(head)] = {k: v for k, v in block.items() if k != loc[1]}
+        labels.add((LABELLED[str(head)], str(loc[1])))
+        return True
+    if head in _SETTINGS and len(loc) >= 2 and isinstance(block, dict) and loc[1] in block:
+        work[str(head)] = {k: v for k, v in block.items() if k != loc[1]}
+        settings.add(f"{head}.{loc[1]}")
+        return True
+    if head == "name":
+        work["name"] = "matrix"  # named nowhere else; a placeholder only so the rest can be checked
+        return True
+    if head in work and head not in _REQUIRED:
+        del work[str(head)]
+        settings.add(str(head))
+        return True
+    return False
 
 
 def format_validation_error(
@@ -555,6 +810,16 @@ def format_validation_error(
 ) -> str:
     """One line per problem. With ``model`` (the schema of a flat parameter block), an unknown key also
     names the closest valid keys, since a misspelt parameter is the usual cause."""
+    return "\n".join(validation_problems(exc, source, prefix, model))
+
+
+def validation_problems(
+    exc: ValidationError,
+    source: str,
+    prefix: tuple[str | int, ...] = (),
+    model: type[BaseModel] | None = None,
+) -> list[str]:
+    """:func:`format_validation_error`'s lines."""
     lines = []
     for err in exc.errors():
         loc = _key_path(prefix + tuple(err["loc"]))
@@ -575,16 +840,22 @@ def format_validation_error(
         if err["type"] not in ("missing",) and not isinstance(got, dict | list) and repr(got) not in msg:
             msg += f"; got {got!r}"
         lines.append(f"{source}: {loc}: {msg}")
-    return "\n".join(lines)
+    return lines
 
 
-def _key_path(loc: tuple[str | int, ...]) -> str:
+#: A key printed as written; any other is printed as a Python literal, so that one holding a control
+#: character, a dot or nothing at all reads as one key and cannot steer the terminal.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_:+@-][A-Za-z0-9_.:+@-]*")
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
-        elif part in ("native", "cross-model", "cross-dataset", "ensemble-size"):
-            continue  # pydantic's union tag, not a key the user wrote
+        elif part in ("native", "cross-model", "cross-dataset", "ensemble-size", "[key]"):
+            continue  # pydantic's union tag or its mark of a dict key, not a key the user wrote
         else:
-            out += f".{part}" if out else str(part)
+            shown = part if isinstance(part, str) and _PLAIN_KEY.fullmatch(part) else repr(part)
+            out += f".{shown}" if out else shown
     return out or "(top level)"

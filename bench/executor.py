@@ -1,28 +1,36 @@
 """Executors run a job graph against a store; the local one runs jobs in-process in dependency order.
 
 The interface is deliberately small (``run(graph, ...)``) so a distributed engine can replace the local one:
-it decides which jobs are already complete (recorded done *and* their artifacts intact on disk), runs the
-rest upstream-first, and hands each job's output to the store in one transaction after its files are written.
-A failed job does not stop the others (as ``make -k``): only the jobs downstream of it are left out, so a
-rerun has just those to do. ``bench run --executor NAME`` picks an engine from :data:`EXECUTORS`.
+it decides which jobs are already complete (recorded done, their artifacts intact on disk *and* computed from
+the upstream artifacts there now), runs the rest upstream-first, and hands each job's output to the store in
+one transaction after its files are written. A failed job does not stop the others (as ``make -k``): only the
+jobs downstream of it are left out, so a rerun has just those to do. ``bench run --executor NAME`` picks an
+engine from :data:`EXECUTORS`.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Protocol
 
 from bench.api import Checkpoints
-from bench.artifacts import StoredArtifact
+from bench.artifacts import UPSTREAM_SHA256, ArtifactStorageError, StoredArtifact
 from bench.errors import BenchError
 from bench.jobs import RUNNERS
 from bench.jobs.env import Env
 from bench.jobs.spec import JobGraph, JobSpec
-from bench.jobs.upstream import Upstream
+from bench.jobs.upstream import ArtifactLookup, Upstream
 from bench.storage import JobRecord, Store
-from bench.storage.store import utcnow
+from bench.storage.store import HEARTBEAT_S, LEASE_S, StoreLockedError, utcnow
+
+#: How often a run waiting on jobs another run holds looks again.
+POLL_S = 2.0
 
 
 @dataclass
@@ -61,111 +69,308 @@ class ExecutorFactory(Protocol):
 
 
 class LocalExecutor:
-    def __init__(self, show_progress: bool = True) -> None:
-        self.show_progress = show_progress
+    """Runs jobs one at a time in this process. Before computing a job it takes the job's lease in the
+    store, so another run on the same store and matrix computes each job once: a job the other run holds is
+    passed over, together with what depends on it, and looked at again once the rest is done; a job it
+    finished meanwhile is used as it is."""
 
-    def complete(self, store: Store, env: Env, key: str) -> dict[str, StoredArtifact] | None:
-        found = store.completed_artifacts(key)
-        if found is None or not all(env.artifacts.intact(a) for a in found):
-            return None
-        return {a.name: a for a in found}
+    def __init__(
+        self,
+        show_progress: bool = True,
+        *,
+        heartbeat_s: float = HEARTBEAT_S,
+        lease_s: float = LEASE_S,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self.show_progress = show_progress
+        self.heartbeat_s = heartbeat_s
+        self.lease_s = lease_s
+        self.poll_s = poll_s
 
     def run(self, graph: JobGraph, store: Store, env: Env, run_id: int, force: bool) -> RunSummary:
-        done: dict[str, dict[str, StoredArtifact]] = {}
-        if not force:
-            for spec in graph:
-                found = self.complete(store, env, spec.key)
-                if found is not None:
-                    done[spec.key] = found
-        summary = RunSummary()
+        since = utcnow()
+        done = already_complete(graph, store, env, force)
         todo = [s for s in graph if s.key not in done]
+        prepare_artifacts(graph, env, todo)
         upstream = Upstream(graph, env, lambda key: done[key])
-        bar = _overall_bar(len(todo), self.show_progress)
+        bar = overall_bar(len(todo), self.show_progress)
+        todo_keys = {s.key for s in todo}
+        rounds = Rounds(graph, store, env, run_id, force, since, done, todo_keys, bar, self.lease_s)
         try:
-            for spec in graph:
-                if spec.key in done:
-                    store.link(run_id, spec.key, graph.uses.get(spec.key, []), skipped=True)
-                    summary.skipped.append(spec.key)
-                    continue
-                waits_on = failed_upstream(spec, summary)
-                if waits_on:
-                    summary.blocked[spec.key] = waits_on
+            for claims in rounds.until_settled(self.poll_s):
+                for spec in claims:
+                    bar.set_description(spec.label[:60])
+                    with keepalive(store, run_id, [spec.key], self.heartbeat_s, self.lease_s):
+                        outcome = run_job(spec, upstream, env, force, self.show_progress)
+                    found = record_outcome(store, run_id, spec, graph, env, outcome)
+                    if isinstance(outcome, Failure):
+                        rounds.summary.failed[spec.key] = outcome.reason
+                    else:
+                        done[spec.key] = found
+                        rounds.summary.ran.append(spec.key)
                     bar.update(1)
-                    continue
-                bar.set_description(spec.label[:60])
-                try:
-                    done[spec.key] = self._run_one(spec, graph, store, env, upstream, run_id, force)
-                except JobFailed as exc:
-                    summary.failed[spec.key] = exc.reason
-                else:
-                    summary.ran.append(spec.key)
-                bar.update(1)
         finally:
             bar.close()
-        return summary
+        return rounds.summary
 
-    def _run_one(
-        self,
-        spec: JobSpec,
-        graph: JobGraph,
-        store: Store,
-        env: Env,
-        upstream: Upstream,
-        run_id: int,
-        force: bool,
-    ) -> dict[str, StoredArtifact]:
-        started = utcnow()
-        seed = spec.config.get("seed")
-        checkpoints = Checkpoints(env.artifacts.checkpoints(spec.key))
-        if force:
-            checkpoints.clear()  # redo means from scratch, not from what a killed run left behind
-        env.ctx = replace(
-            env.ctx,
-            seed=int(seed) if isinstance(seed, int) else int(spec.key[:12], 16),
-            show_progress=self.show_progress,
-            checkpoints=checkpoints,
+
+@dataclass
+class Rounds:
+    """The passes both executors make over a graph while another run may hold some of its jobs.
+
+    Each pass goes through the jobs not yet settled in graph order: a job downstream of a failure is
+    blocked, a complete one (before this run, or finished meanwhile by a concurrent one) is linked as
+    skipped, and the rest are claimed, each by taking its lease, and handed to the executor. A job another run
+    holds is passed over, with what depends on it, and the next pass, after ``poll_s``, looks at those again.
+    """
+
+    graph: JobGraph
+    store: Store
+    env: Env
+    run_id: int
+    force: bool
+    #: When this run began: a job another run finished after it is used, not computed again.
+    since: datetime
+    #: Artifacts of the complete jobs, by key; the executor adds each job it runs.
+    done: dict[str, dict[str, StoredArtifact]]
+    #: The jobs that were not complete when the run began (the progress bar counts them).
+    todo: set[str]
+    bar: ProgressBar
+    lease_s: float
+    summary: RunSummary = field(default_factory=RunSummary)
+
+    def until_settled(self, poll_s: float) -> Iterator[Iterator[JobSpec]]:
+        """One iterator of claimed jobs per pass; exhaust each (running its jobs, for an executor that runs
+        them as they come) before asking for the next, since a pass's claims see the jobs run before them."""
+        pending = list(self.graph)
+        while pending:
+            held: dict[str, None] = {}
+            yield self._claims(pending, held)
+            pending = [self.graph[key] for key in held]
+            if pending:
+                self.bar.set_description(f"waiting on {len(pending)} jobs another run holds")
+                self.store.heartbeat(self.run_id)
+                time.sleep(poll_s)
+
+    def _claims(self, pending: list[JobSpec], held: dict[str, None]) -> Iterator[JobSpec]:
+        for spec in pending:
+            if spec.key not in self.done:
+                waits_on = failed_upstream(spec, self.summary)
+                if waits_on:
+                    self.summary.blocked[spec.key] = waits_on
+                    self.bar.update(1)
+                    continue
+                if not held.keys().isdisjoint(spec.deps) or not claim(
+                    self.store, self.env, self.graph, spec, self.run_id, self.done, self.since, self.force,
+                    self.lease_s,
+                ):
+                    held[spec.key] = None
+                    continue
+            if spec.key in self.done:  # complete before this run, or finished by a concurrent one
+                self.store.link(self.run_id, spec.key, self.graph.uses.get(spec.key, []), skipped=True)
+                self.summary.skipped.append(spec.key)
+                if spec.key in self.todo:
+                    self.bar.update(1)
+                continue
+            yield spec
+
+
+def claim(
+    store: Store,
+    env: Env,
+    graph: JobGraph,
+    spec: JobSpec,
+    run_id: int,
+    done: dict[str, dict[str, StoredArtifact]],
+    since: datetime,
+    force: bool,
+    lease_s: float,
+) -> bool:
+    """Take the job's lease; False while another live run holds it. A job another run finished since
+    ``since`` is put in ``done`` (and its lease let go) instead of being computed again. One whose upstream
+    jobs this run is still computing cannot have been finished from their artifacts: it is not looked up."""
+    if not store.take_lease(run_id, spec.key, lease_s).taken:
+        return False
+    settled = all(k in done for k in ancestors(graph, spec.key))
+    found = finished_meanwhile(store, env, graph, spec.key, done, since) if settled and not force else None
+    if found is not None:
+        store.release_lease(run_id, spec.key)
+        done[spec.key] = found
+    return True
+
+
+def finished_meanwhile(
+    store: Store,
+    env: Env,
+    graph: JobGraph,
+    key: str,
+    done: Mapping[str, dict[str, StoredArtifact]],
+    since: datetime,
+) -> dict[str, StoredArtifact] | None:
+    """The artifacts of a job a concurrent run recorded done since ``since``, if they are intact and were
+    computed from the upstream artifacts this run uses (``done`` holds every job upstream of it)."""
+    found = store.completed_artifacts(key, since=since)
+    if found is None or not all(env.artifacts.intact(a) for a in found):
+        return None
+    read = next(iter(store.jobs([key]))).metrics.get(UPSTREAM_SHA256)
+    if read is not None and read != upstream_sha256(graph, key, done.__getitem__):
+        return None
+    return {a.name: a for a in found}
+
+
+def renew_leases(store: Store, run_id: int, keys: Collection[str], lease_s: float) -> None:
+    """Renew the leases of the jobs this run is computing and its heartbeat, so neither a concurrent run nor
+    a report takes a long job's run for a dead one. A renewal the store's lock delays past its busy timeout
+    is left to the next one: a lease outlives several of them."""
+    with suppress(StoreLockedError):
+        for key in keys:
+            store.renew_lease(run_id, key, lease_s)
+        if not keys:
+            store.heartbeat(run_id)
+
+
+@contextmanager
+def keepalive(
+    store: Store, run_id: int, keys: Collection[str], every_s: float, lease_s: float
+) -> Iterator[None]:
+    """While jobs run in this process, :func:`renew_leases` every ``every_s`` seconds from a thread."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(every_s):
+            renew_leases(store, run_id, keys, lease_s)
+
+    thread = threading.Thread(target=renew, name=f"leases of run {run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def already_complete(
+    graph: JobGraph, store: Store, env: Env, force: bool
+) -> dict[str, dict[str, StoredArtifact]]:
+    """Artifacts by name of the jobs recorded done whose files are intact and which were computed from the
+    upstream artifacts on disk now (a job below one that is redone is redone too); none under ``force``."""
+    done: dict[str, dict[str, StoredArtifact]] = {}
+    if force:
+        return done
+    recorded = {job.key: job.metrics.get(UPSTREAM_SHA256) for job in store.jobs([s.key for s in graph])}
+    for spec in graph:  # upstream first, so ``done`` holds every upstream job that is complete
+        found = store.completed_artifacts(spec.key)
+        if found is None or not all(env.artifacts.intact(a) for a in found):
+            continue
+        if not all(d in done for d in ancestors(graph, spec.key)):
+            continue  # an upstream job is redone, and may come out different (non-deterministic training)
+        read = recorded.get(spec.key)
+        if read is not None and read != upstream_sha256(graph, spec.key, done.__getitem__):
+            continue  # computed from upstream artifacts since rewritten with other bytes
+        done[spec.key] = {a.name: a for a in found}
+    return done
+
+
+def ancestors(graph: JobGraph, key: str) -> list[str]:
+    """Every job upstream of ``key``, near ones first: a job may read any of them (an attack reads its
+    front-end's guide classifier), and its key does not change when their bytes do."""
+    found: dict[str, None] = {}
+    todo = list(graph[key].deps)
+    while todo:
+        k = todo.pop(0)
+        if k not in found:
+            found[k] = None
+            todo.extend(graph[k].deps)
+    return list(found)
+
+
+def upstream_sha256(graph: JobGraph, key: str, artifacts: ArtifactLookup) -> dict[str, dict[str, str]]:
+    """The sha256 of every artifact of every job upstream of ``key``, as a job records what it was computed
+    from (an upstream job recomputed with other bytes must not leave the rows computed from the old ones
+    standing as if they described the new ones)."""
+    return {k: {name: a.sha256 for name, a in sorted(artifacts(k).items())} for k in ancestors(graph, key)}
+
+
+def prepare_artifacts(graph: JobGraph, env: Env, todo: list[JobSpec]) -> None:
+    """Before any job runs: fail at once if the artifact root cannot take a file (not hours into training),
+    and delete what writes killed in an earlier run left in this graph's folders."""
+    if todo:
+        env.artifacts.check_writable()
+    env.artifacts.sweep([s.key for s in graph])
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A job that raised, as plain data, so it crosses a process boundary whatever the exception was."""
+
+    started_at: datetime
+    #: One line for the run's summary.
+    reason: str
+    #: The exception and its traceback, for the job's row.
+    error: str
+
+
+def run_job(
+    spec: JobSpec, upstream: Upstream, env: Env, force: bool, show_progress: bool
+) -> JobRecord | Failure:
+    """Run one job and write its files, wherever the job runs (this process or a worker of a distributed
+    engine); the store is left to :func:`record_outcome`, which only the process that owns the store calls."""
+    started = utcnow()
+    seed = spec.config.get("seed")
+    checkpoints = Checkpoints(env.artifacts.checkpoints(spec.key))
+    if force:
+        checkpoints.clear()  # redo means from scratch, not from what a killed run left behind
+    env.ctx = replace(
+        env.ctx,
+        seed=int(seed) if isinstance(seed, int) else int(spec.key[:12], 16),
+        show_progress=show_progress,
+        checkpoints=checkpoints,
+    )
+    # Every job starts from its own seed, whatever ran before it in this process: a model's initial
+    # weights must not depend on whether its upstream jobs ran now or in an earlier, killed run.
+    env.ctx.seed_everything()
+    hashes = upstream_sha256(upstream.graph, spec.key, upstream.artifacts)
+    read = {UPSTREAM_SHA256: hashes} if hashes else {}
+    try:
+        out = RUNNERS[spec.kind](spec, upstream, env)
+        stored = [
+            env.artifacts.write_tensors(spec.key, name, tensors, {"job": spec.key, "kind": spec.kind})
+            for name, tensors in out.tensors.items()
+        ]
+        stored += [env.artifacts.write_json(spec.key, name, obj) for name, obj in out.json.items()]
+    except ArtifactStorageError:
+        raise  # every job after it would fail the same way: stop the run, recording nothing of this job
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        return Failure(started, JobFailed(spec, exc).reason, detail + "\n" + traceback.format_exc(limit=8))
+    return JobRecord(
+        key=spec.key,
+        kind=spec.kind,
+        label=spec.label,
+        config=spec.config,
+        started_at=started,
+        ended_at=utcnow(),
+        metrics={**out.metrics, "scale_notes": list(spec.scale_notes), **read},
+        artifacts=stored,
+        results=out.results,
+        certificates=out.certificates,
+        flags=out.flags,
+    )
+
+
+def record_outcome(
+    store: Store, run_id: int, spec: JobSpec, graph: JobGraph, env: Env, outcome: JobRecord | Failure
+) -> dict[str, StoredArtifact]:
+    """Write a job's outcome to the store in one transaction, after its files are written; returns its
+    artifacts by name (none for a failure)."""
+    if isinstance(outcome, Failure):
+        store.record_failure(
+            run_id, spec.key, spec.kind, spec.label, spec.config, outcome.started_at, outcome.error
         )
-        # Every job starts from its own seed, whatever ran before it in this process: a model's initial
-        # weights must not depend on whether its upstream jobs ran now or in an earlier, killed run.
-        env.ctx.seed_everything()
-        try:
-            out = RUNNERS[spec.kind](spec, upstream, env)
-            stored = [
-                env.artifacts.write_tensors(spec.key, name, tensors, {"job": spec.key, "kind": spec.kind})
-                for name, tensors in out.tensors.items()
-            ]
-            stored += [env.artifacts.write_json(spec.key, name, obj) for name, obj in out.json.items()]
-        except Exception as exc:
-            detail = f"{type(exc).__name__}: {exc}"
-            store.record_failure(
-                run_id,
-                spec.key,
-                spec.kind,
-                spec.label,
-                spec.config,
-                started,
-                detail + "\n" + traceback.format_exc(limit=8),
-            )
-            raise JobFailed(spec, exc) from exc
-        store.record_job(
-            run_id,
-            JobRecord(
-                key=spec.key,
-                kind=spec.kind,
-                label=spec.label,
-                config=spec.config,
-                started_at=started,
-                ended_at=utcnow(),
-                metrics={**out.metrics, "scale_notes": list(spec.scale_notes)},
-                artifacts=stored,
-                results=out.results,
-                certificates=out.certificates,
-                flags=out.flags,
-            ),
-            graph.uses.get(spec.key, []),
-        )
-        checkpoints.clear()  # the recorded artifacts supersede them
-        return {a.name: a for a in stored}
+        return {}
+    store.record_job(run_id, outcome, graph.uses.get(spec.key, []))
+    Checkpoints(env.artifacts.checkpoints(spec.key)).clear()  # the recorded artifacts supersede them
+    return {a.name: a for a in outcome.artifacts}
 
 
 def failed_upstream(spec: JobSpec, summary: RunSummary) -> list[str]:
@@ -178,18 +383,25 @@ def failed_upstream(spec: JobSpec, summary: RunSummary) -> list[str]:
     return list(found)
 
 
+def ray_executor(*, show_progress: bool) -> Executor:
+    """Imported on use: Ray is an optional extra, and slow to import."""
+    from bench.ray_executor import RayExecutor
+
+    return RayExecutor(show_progress=show_progress)
+
+
 #: Executors by the name ``bench run --executor`` takes.
-EXECUTORS: Mapping[str, ExecutorFactory] = {"local": LocalExecutor}
+EXECUTORS: Mapping[str, ExecutorFactory] = {"local": LocalExecutor, "ray": ray_executor}
 
 
-class _Bar(Protocol):
+class ProgressBar(Protocol):
     def update(self, n: int = 1) -> object: ...
     def set_description(self, desc: str) -> object: ...
     def close(self) -> object: ...
 
 
-def _overall_bar(total: int, show: bool) -> _Bar:
+def overall_bar(total: int, show: bool) -> ProgressBar:
     from tqdm.auto import tqdm
 
-    bar: _Bar = tqdm(total=total, desc="matrix", unit="job", disable=not show, dynamic_ncols=True)
+    bar: ProgressBar = tqdm(total=total, desc="matrix", unit="job", disable=not show, dynamic_ncols=True)
     return bar

@@ -7,6 +7,7 @@ and the graph of a matrix that was already run is recognised job by job.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from bench.api import (
     DATASETS,
     DEFENSES,
     RECIPES,
+    Defense,
+    DefenseParams,
     GaussianSmoothing,
     ImageData,
     Norm,
@@ -31,6 +34,7 @@ from bench.config import (
     FULL_SCALE_N,
     AttackConfig,
     ClassifierConfig,
+    DefenseConfig,
     EnsembleSizeExperiment,
     Experiment,
     MatrixConfig,
@@ -63,7 +67,7 @@ from bench.jobs.configs import (
 )
 from bench.jobs.env import Env
 from bench.jobs.spec import JobGraph, JobSpec
-from bench.jobs.upstream import new_classifier, new_frontend
+from bench.jobs.upstream import load_frontend_weights, new_classifier, new_frontend
 from bench.uses import ClassifierUse, EvaluationUse, FrontEndUse
 from bench.validate import guide_sets, pretrained_joint_guide, unstated_normalization
 
@@ -83,8 +87,12 @@ class Planner:
         self.graph = JobGraph()
         self._classifier_keys: dict[str, str] = {}
         self._evaluations: list[str] = []
-        self._randomized: dict[str, bool] = {}
-        self._smoothing: dict[str, GaussianSmoothing | None] = {}
+        #: What a front-end declares (its smoothing, whether it draws at random), by what decides it: the
+        #: defense kind, its parameters and the input shape. Building a large denoiser costs seconds, and one
+        #: configuration is planned for many guide sets and targets.
+        self._declared: dict[str, tuple[GaussianSmoothing | None, bool]] = {}
+        #: The defenses whose front-end job is being planned, innermost last: ``init_from`` chains end.
+        self._initializing: list[str] = []
         #: The standard protocol's attacks whose budget the matrix changed, by label, with the note saying so.
         self._budget_changes: dict[str, str] = {}
 
@@ -258,6 +266,8 @@ class Planner:
         params = cls.Params.model_validate(d.params if sigma is None else {**d.params, "sigma": sigma})
         first = self.m.classifiers[guides[0]]
         info = DATASETS.get(first.dataset).info
+        if d.weights is not None:
+            return self._loaded_frontend(label, d, cls, params, info.input_shape, guides, sigma)
         deps: tuple[str, ...] = ()
         notes: list[str] = []
         data = ""
@@ -280,6 +290,12 @@ class Planner:
             epochs = getattr(params, "epochs", None)
             if full is not None and epochs is not None and epochs < full:
                 notes.append(f"front-end {label} trained {epochs} of {full} epochs")
+        init_part = ""
+        if d.init_from is not None:
+            init = self._init_frontend(label, d.init_from, d.init_guides or guides, sigma)
+            deps = (*deps, init.key)
+            notes.extend(init.scale_notes)
+            init_part = f", from {d.init_from}"
         config = FrontEndJobConfig(
             kind=d.kind,
             params=params,
@@ -295,11 +311,59 @@ class Planner:
             guide_part += " (trained with it)"
         return self.graph.add(
             JobSpec(
-                f"front-end {label} ({d.kind}){guide_part}{'' if sigma is None else f' sigma={sigma:g}'}",
+                f"front-end {label} ({d.kind}){guide_part}{'' if sigma is None else f' sigma={sigma:g}'}"
+                f"{init_part}",
                 config,
                 deps,
                 data,
                 _dedupe(notes),
+            ),
+            FrontEndUse(defense=label, guides=guides if cls.trainable else []),
+        )
+
+    def _init_frontend(self, label: str, init: str, guides: list[str], sigma: float | None) -> JobSpec:
+        """The front-end job defense ``label`` starts its training from: defense ``init``'s, at the same σ
+        when both are planned per σ, since a denoiser is trained for one noise level."""
+        if label in self._initializing:  # validation refuses this first
+            chain = " -> ".join([*self._initializing[self._initializing.index(label) :], label])
+            raise ConfigError(f"defenses' init_from goes round in a circle: {chain}")
+        if init not in self.m.defenses:  # validation refuses this first
+            raise ConfigError(f"defenses.{label}.init_from: no defense {init!r} in the matrix")
+        init_sigma = sigma if sigma is not None and self.declared_smoothing(init, guides) else None
+        self._initializing.append(label)
+        try:
+            return self.frontend(init, guides, init_sigma)
+        finally:
+            self._initializing.pop()
+
+    def _loaded_frontend(
+        self,
+        label: str,
+        d: DefenseConfig,
+        cls: type[Defense],
+        params: DefenseParams,
+        shape: tuple[int, int, int],
+        guides: list[str],
+        sigma: float | None,
+    ) -> JobSpec:
+        """The front-end job of a defense entry with ``weights``: nothing trained, so no upstream jobs and no
+        data, keyed by the file's content; the file is loaded once now, so one that does not fit the defense's
+        architecture stops the run before any work."""
+        if cls.trains_classifier:  # validation refuses this first
+            raise ConfigError(f"defense {label!r} ({d.kind}) trains its classifiers with its front-end; a "
+                              "weights file holds no classifier")
+        assert d.weights is not None
+        path = resolve_path(d.weights, self.base_dir, self.env.data_root)
+        config = FrontEndJobConfig(
+            kind=d.kind, params=params, input_shape=shape, seed=d.seed, weights_sha256=sha256_file(path)
+        )
+        load_frontend_weights(new_frontend(config), load_state_dict_file(path), str(path))
+        at = "" if sigma is None else f" sigma={sigma:g}"
+        return self.graph.add(
+            JobSpec(
+                f"front-end {label} ({d.kind}) from {path.name}{at}",
+                config,
+                locations={"weights": str(path)},
             ),
             FrontEndUse(defense=label, guides=guides if cls.trainable else []),
         )
@@ -321,11 +385,16 @@ class Planner:
 
     def randomized(self, fe: JobSpec) -> bool:
         """Whether a front-end draws at random (which AutoAttack version the standard protocol runs), read
-        from a freshly built one as the pipeline reads it from the trained one; building is cheap."""
-        if fe.key not in self._randomized:
-            built = new_frontend(fe.settings_as(FrontEndJobConfig))
-            self._randomized[fe.key] = bool(built.randomized)
-        return self._randomized[fe.key]
+        from a freshly built one as the pipeline reads it from the trained one."""
+        return self.declared(fe.settings_as(FrontEndJobConfig))[1]
+
+    def declared(self, config: FrontEndJobConfig) -> tuple[GaussianSmoothing | None, bool]:
+        """The smoothing a front-end of this configuration declares, and whether it draws at random."""
+        what = json.dumps([config.kind, config.params.model_dump(mode="json"), config.input_shape])
+        if what not in self._declared:
+            built = new_frontend(config)
+            self._declared[what] = (built.smoothing, bool(built.randomized))
+        return self._declared[what]
 
     def attack_set(
         self, exp: Experiment, fe: JobSpec, norm: Norm
@@ -517,9 +586,7 @@ class Planner:
     def smoothing(self, fe: JobSpec) -> GaussianSmoothing | None:
         """The smoothing a front-end declares, read from a freshly built one as the certify job reads it from
         the trained one (and checks they agree)."""
-        if fe.key not in self._smoothing:
-            self._smoothing[fe.key] = new_frontend(fe.settings_as(FrontEndJobConfig)).smoothing
-        return self._smoothing[fe.key]
+        return self.declared(fe.settings_as(FrontEndJobConfig))[0]
 
     def declared_smoothing(self, defense: str, guides: list[str]) -> GaussianSmoothing | None:
         """The smoothing ``defense`` declares as the matrix configures it, without planning its job."""
@@ -530,7 +597,7 @@ class Planner:
             input_shape=DATASETS.get(self.m.classifiers[guides[0]].dataset).info.input_shape,
             seed=d.seed,
         )
-        return new_frontend(config).smoothing
+        return self.declared(config)[0]
 
     def per_sigma(self, front_ends: list[FrontEndPlan]) -> list[FrontEndPlan]:
         """Each front-end of a smoothing defense once per ``certify.sigmas``; every other one as it is."""
@@ -567,6 +634,7 @@ class Planner:
             version=CERTIFY_VERSION,
             sigma=smoothing.sigma,
             noise_space=smoothing.space,
+            noise_std=None if smoothing.std is None else list(smoothing.std),
             n0=params.n0,
             n=params.n,
             alpha=params.alpha,

@@ -15,12 +15,10 @@ is told apart from a change of outcome.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pandas as pd
 import sqlalchemy as sa
@@ -29,7 +27,7 @@ from sqlalchemy.exc import DatabaseError
 
 from bench.errors import BenchError
 from bench.storage.models import Result
-from bench.storage.store import MIGRATIONS
+from bench.storage.store import MIGRATIONS, connect_readonly
 from bench.uses import EvaluationUse
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -112,9 +110,7 @@ def _read_export(path: Path, run: int | None, matrix: str | None, latest: bool) 
 
 
 def _read_store(path: Path, run: int | None, matrix: str | None, latest: bool) -> pd.DataFrame:
-    engine = sa.create_engine(
-        "sqlite://", creator=lambda: sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
-    )
+    engine = sa.create_engine("sqlite://", creator=lambda: connect_readonly(path))
     try:
         with engine.connect() as conn:
             return _query(path, conn, run, matrix, latest)

@@ -7,9 +7,10 @@ a user fixes a matrix in one pass instead of one error per run.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel, ValidationError
 from torch import nn
@@ -21,10 +22,12 @@ from bench.api import (
     DEFENSES,
     RECIPES,
     SOURCES,
+    FrontEnd,
     GaussianSmoothing,
     build_classifier,
     check_external,
     freeze,
+    load_into,
     load_plugins,
     load_state_dict_file,
     max_radius,
@@ -41,20 +44,33 @@ from bench.config import (
     MatrixConfig,
     NativeExperiment,
     PaperSelector,
+    Salvage,
     format_validation_error,
+    read_matrix,
     resolve_path,
+    salvage,
+    validation_problems,
 )
 from bench.data.corruptions import CORRUPTIONS, SEVERITIES, SUPPORTED_SHAPES
 from bench.errors import BenchError, ConfigError, UnknownNameError, WeightsError
 from bench.evaluation.standard import standard_attacks
+from bench.jobs.upstream import load_frontend_weights
 
 
 class Problems:
-    def __init__(self, source: str) -> None:
+    """The problems found so far. Checking what remains of a matrix that failed its schema (``left_out``),
+    a reference to an entry left out is not reported again as unknown, and an experiment's path names its
+    place in the file, not in what remains."""
+
+    def __init__(self, source: str, left_out: Salvage | None = None) -> None:
         self.source = source
         self.lines: list[str] = []
+        self.left_out = left_out
 
     def add(self, path: str, message: str) -> None:
+        if self.left_out is not None:
+            kept = self.left_out.experiments
+            path = _EXPERIMENT.sub(lambda m: f"experiments[{kept[int(m.group(1))]}]", path)
         line = f"{self.source}: {path}: {message}"
         if line not in self.lines:  # e.g. a radius too large for every experiment that uses its threat
             self.lines.append(line)
@@ -63,8 +79,25 @@ class Problems:
         valid = list(valid)
         if name in valid:
             return True
-        self.add(path, str(UnknownNameError(kind, name, valid)))
+        if not self.omitted(kind, name):
+            self.add(path, str(UnknownNameError(kind, name, valid)))
         return False
+
+    def omitted(self, kind: str, label: str) -> bool:
+        """Whether the entry was left out of the matrix for a schema error reported already."""
+        return self.left_out is not None and (kind, label) in self.left_out.labels
+
+    def incomplete(self, *parts: str) -> bool:
+        """Whether any of these parts was left out for a schema error: settings or blocks by dotted path
+        (``evaluation.protocol``, ``paper``), ``experiments`` for any experiment, a section (``defenses``)
+        for any of its entries. A check of the whole would then report what is missing, not what is wrong."""
+        if self.left_out is None:
+            return False
+        kept = self.left_out.experiments
+        dropped = set(self.left_out.settings) | {f"{kind}s" for kind, _ in self.left_out.labels}
+        if kept != tuple(range(len(kept))):
+            dropped.add("experiments")
+        return any(part in dropped for part in parts)
 
     def params(self, path: str, model: type[BaseModel], values: dict[str, Any]) -> BaseModel | None:
         try:
@@ -76,14 +109,48 @@ class Problems:
 
     def raise_if_any(self) -> None:
         if self.lines:
-            n = len(self.lines)
-            head = f"the matrix has {n} problem{'s' if n > 1 else ''}:\n" if n > 1 else ""
-            raise ConfigError(head + "\n".join(self.lines))
+            raise self.error()
+
+    def error(self) -> ConfigError:
+        n = len(self.lines)
+        head = f"the matrix has {n} problem{'s' if n > 1 else ''}:\n" if n > 1 else ""
+        return ConfigError(head + "\n".join(self.lines))
+
+
+_EXPERIMENT = re.compile(r"^experiments\[(\d+)\]")
+
+
+def load_valid_matrix(path: Path, data_root: Path) -> MatrixConfig:
+    """Reads, parses and validates a matrix file, raising one :class:`ConfigError` with every problem: a
+    schema error (``n_eval: 0``) does not hide the rule errors of the rest of the file (an unknown
+    architecture, a negative radius), which are checked on what remains once the wrong parts are left out."""
+    source = str(path)
+    raw = read_matrix(path)
+    try:
+        matrix = MatrixConfig.model_validate(raw)
+    except ValidationError as exc:
+        _raise_all(raw, exc, path, data_root)
+    validate_matrix(matrix, source, path.parent, data_root)
+    return matrix
+
+
+def _raise_all(raw: dict[str, Any], exc: ValidationError, path: Path, data_root: Path) -> NoReturn:
+    rest = salvage(raw, exc)
+    p = Problems(str(path), rest)
+    p.lines.extend(validation_problems(exc, str(path)))
+    if rest is not None:
+        _collect(p, rest.matrix, path.parent, data_root)
+    raise p.error()
 
 
 def validate_matrix(matrix: MatrixConfig, source: str, base_dir: Path, data_root: Path) -> None:
-    load_plugins()
     p = Problems(source)
+    _collect(p, matrix, base_dir, data_root)
+    p.raise_if_any()
+
+
+def _collect(p: Problems, matrix: MatrixConfig, base_dir: Path, data_root: Path) -> None:
+    load_plugins()
     shapes: dict[str, tuple[int, int, int]] = {}
     for label, c in matrix.classifiers.items():
         shape = _check_classifier(p, f"classifiers.{label}", c, base_dir, data_root)
@@ -93,7 +160,11 @@ def validate_matrix(matrix: MatrixConfig, source: str, base_dir: Path, data_root
         path = f"defenses.{label}"
         if p.name(f"{path}.kind", "defense", d.kind, DEFENSES.names()):
             p.params(f"{path}.params", DEFENSES.get(d.kind).Params, d.params)
-    _check_protocol(p, matrix)
+    _check_defense_origins(p, matrix, base_dir, data_root)
+    # Which attacks the cells run depends on the protocol and the attacks block; one left out changes it.
+    attacks_known = not p.incomplete("attacks", "evaluation", "evaluation.protocol")
+    if attacks_known:
+        _check_protocol(p, matrix)
     for label, a in (matrix.attacks or {}).items():
         path = f"attacks.{label}"
         if p.name(f"{path}.kind", "attack", a.kind, ATTACKS.names()):
@@ -111,9 +182,164 @@ def validate_matrix(matrix: MatrixConfig, source: str, base_dir: Path, data_root
         _check_certify(p, matrix)
     for i, exp in enumerate(matrix.experiments):
         _check_experiment(p, f"experiments[{i}]", exp, matrix, shapes)
-    if matrix.paper is not None:
+    if matrix.paper is not None and attacks_known and not p.incomplete("experiments"):
         _check_paper(p, matrix)
-    p.raise_if_any()
+
+
+def _check_defense_origins(p: Problems, matrix: MatrixConfig, base_dir: Path, data_root: Path) -> None:
+    """Where each defense entry's front-end comes from, before any work. A ``weights`` file exists and
+    strictly loads into the defense's architecture at every input shape the matrix builds it for. An
+    ``init_from`` names a defense of the matrix, through no chain of inits that comes back to it, for an entry
+    that trains; the init's architecture is this one's (its untrained front-end strictly loads into this
+    one's), and the defense accepts it (``Defense.check_init``, asked of every trained entry, with or without
+    an init, so a defense that needs one says so)."""
+    shapes = _defense_shapes(matrix)
+    built: dict[tuple[str, tuple[int, int, int]], FrontEnd | None] = {}
+
+    def frontend(name: str, shape: tuple[int, int, int]) -> FrontEnd | None:
+        """The untrained front-end of entry ``name`` at ``shape``; None where its problem is reported."""
+        if (name, shape) not in built:
+            built[name, shape] = None
+            d = matrix.defenses[name]
+            params = _defense_params(matrix, name)
+            if params is not None:
+                try:
+                    built[name, shape] = DEFENSES.get(d.kind)().build(params, shape)
+                except BenchError as exc:
+                    p.add(f"defenses.{name}.params", f"defense {name!r} ({d.kind}) cannot be built: {exc}")
+        return built[name, shape]
+
+    for label, d in matrix.defenses.items():
+        path = f"defenses.{label}"
+        cls = DEFENSES.get(d.kind) if d.kind in DEFENSES else None
+        if d.weights is not None:
+            where = resolve_path(d.weights, base_dir, data_root)
+            if cls is not None and cls.trains_classifier:
+                problem = (f"defense {label!r} ({d.kind}) trains its classifiers jointly with its front-end, "
+                           "and a weights file holds no classifier; train it instead")
+                p.add(f"{path}.weights", problem)
+            elif not where.is_file():
+                problem = (f"weights file {str(where)!r} does not exist (relative paths are from the matrix "
+                           "file's folder; {data_dir} expands to the data root)")
+                p.add(f"{path}.weights", problem)
+            else:
+                try:
+                    state = load_state_dict_file(where)
+                    for shape in sorted(shapes.get(label, ())):
+                        fe = frontend(label, shape)
+                        if fe is not None:
+                            load_frontend_weights(fe, state, str(where))
+                except WeightsError as exc:
+                    p.add(f"{path}.weights", str(exc))
+            continue
+        init_kind, init_params = None, None
+        if d.init_from is not None:
+            _check_init_from(p, matrix, label, shapes.get(label, set()), frontend)
+            init_params = _defense_params(matrix, d.init_from) if d.init_from in matrix.defenses else None
+            if init_params is None:
+                continue  # reported with init_from, or with the init's kind or parameters
+            init_kind = matrix.defenses[d.init_from].kind
+        params = _defense_params(matrix, label)
+        if cls is None or params is None:
+            continue  # reported with the defense's kind or parameters
+        try:
+            cls().check_init(params, init_kind, init_params)
+        except ConfigError as exc:
+            at = f"{path}.init_from" if d.init_from is not None else path
+            p.add(at, f"defense {label!r} ({d.kind}): {exc}")
+
+
+def _check_init_from(
+    p: Problems,
+    matrix: MatrixConfig,
+    label: str,
+    shapes: set[tuple[int, int, int]],
+    frontend: Callable[[str, tuple[int, int, int]], FrontEnd | None],
+) -> None:
+    d = matrix.defenses[label]
+    path = f"defenses.{label}"
+    init = d.init_from
+    assert init is not None
+    for j, g in enumerate(d.init_guides or []):
+        p.name(f"{path}.init_guides[{j}]", "classifier", g, matrix.classifiers)
+    if not p.name(f"{path}.init_from", "defense", init, matrix.defenses):
+        return
+    circle = _init_circle(matrix, label)
+    if circle is not None:
+        problem = (f"init_from goes round in a circle ({' -> '.join(circle)}): some front-end of it must be "
+                   "trained from scratch or loaded from weights")
+        p.add(f"{path}.init_from", problem)
+        return
+    cls = DEFENSES.get(d.kind) if d.kind in DEFENSES else None
+    if cls is not None and not (cls.trainable or cls.needs_data):
+        problem = (f"defense {label!r} ({d.kind}) trains nothing, so nothing starts from defense {init!r}'s "
+                   "front-end; load a trained front-end with weights: instead")
+        p.add(f"{path}.init_from", problem)
+        return
+    init_shape = _dataset_shape(matrix, d.init_guides[0]) if d.init_guides else None
+    for shape in sorted(shapes):
+        mine, theirs = frontend(label, shape), frontend(init, init_shape or shape)
+        if mine is None or theirs is None:
+            continue
+        try:
+            load_into(mine, theirs.state_dict(), f"defense {init!r}'s front-end")
+        except WeightsError as exc:
+            kind = matrix.defenses[init].kind
+            p.add(f"{path}.init_from", f"defense {label!r} ({d.kind}) cannot start from defense {init!r} "
+                                       f"({kind}), whose architecture differs: {exc}")
+
+
+def _init_circle(matrix: MatrixConfig, label: str) -> list[str] | None:
+    """The chain of ``init_from`` that leads from defense ``label`` back to it, or None when none does (a
+    chain may lead into a circle that does not pass through ``label``: its own entries report that one)."""
+    chain = [label]
+    current = matrix.defenses[label].init_from
+    while current is not None and current in matrix.defenses:
+        if current == label:
+            return [*chain, label]
+        if current in chain:
+            return None
+        chain.append(current)
+        current = matrix.defenses[current].init_from
+    return None
+
+
+def _defense_params(matrix: MatrixConfig, name: str) -> BaseModel | None:
+    """Defense entry ``name``'s validated parameters; None where they or its kind are reported as wrong."""
+    d = matrix.defenses[name]
+    if d.kind not in DEFENSES:
+        return None
+    try:
+        return DEFENSES.get(d.kind).Params.model_validate(d.params)
+    except ValidationError:
+        return None
+
+
+def _dataset_shape(matrix: MatrixConfig, classifier: str) -> tuple[int, int, int] | None:
+    c = matrix.classifiers.get(classifier)
+    return DATASETS.get(c.dataset).info.input_shape if c is not None and c.dataset in DATASETS else None
+
+
+def _defense_shapes(matrix: MatrixConfig) -> dict[str, set[tuple[int, int, int]]]:
+    """By defense entry, the input shapes the matrix builds its front-end for: its experiments' guides'. An
+    entry only other entries start from is built at theirs."""
+    shapes: dict[str, set[tuple[int, int, int]]] = {}
+    for exp in matrix.experiments:
+        found = {shape for s in guide_sets(exp) if (shape := _dataset_shape(matrix, s[0])) is not None}
+        for name in exp.defenses:
+            shapes.setdefault(name, set()).update(found)
+    grew = True
+    while grew:  # along chains of inits; sets only grow, so this ends, circles included
+        grew = False
+        for name, d in matrix.defenses.items():
+            if d.init_from is None or d.init_from not in matrix.defenses:
+                continue
+            shape = _dataset_shape(matrix, d.init_guides[0]) if d.init_guides else None
+            extra = {shape} if shape is not None else shapes.get(name, set())
+            theirs = shapes.setdefault(d.init_from, set())
+            grew = grew or not extra <= theirs
+            theirs.update(extra)
+    return shapes
 
 
 def _check_protocol(p: Problems, matrix: MatrixConfig) -> None:
@@ -216,8 +442,8 @@ def _check_certify(p: Problems, matrix: MatrixConfig) -> None:
                     sigmas_checked.add(name)
                     _check_sigmas(p, matrix, name)
                 declared = declared or smoothing is not None
-                if smoothing is None or smoothing.space != "normalized":
-                    continue
+                if smoothing is None or smoothing.space != "normalized" or smoothing.std is not None:
+                    continue  # only noise scaled by the classifier's own normalization needs it known
                 for t in _evaluated(exp):
                     target = matrix.classifiers.get(t)
                     if target is not None and target.source is not None:
@@ -228,7 +454,7 @@ def _check_certify(p: Problems, matrix: MatrixConfig) -> None:
                             f"({target.source}) that normalizes inside itself, so its normalization and the "
                             "noise's size in pixels are unknown; declare space: pixel for it",
                         )
-    if not declared:
+    if not declared and not p.incomplete("defenses", "experiments", "certify.sigmas"):
         p.add(
             "certify",
             "no defense of the matrix's experiments declares smoothing (FrontEnd.smoothing), so there is "
@@ -368,6 +594,8 @@ def _check_experiment(
     if not all(c in known for s in sets for c in s) or not all(t in known for t in targets):
         return
     ds = {label: matrix.classifiers[label].dataset for label in known}
+    if any(ds[c] not in DATASETS for c in [*(c for s in sets for c in s), *targets]):
+        return  # reported with the classifier; comparing it with the others' datasets would be a follow-on
     guide_ds = {ds[c] for s in sets for c in s}
     if len(guide_ds) > 1:
         p.add(path, f"all guides of an experiment must share one dataset, got {sorted(guide_ds)}")
@@ -438,6 +666,14 @@ def _check_defenses_with_guides(
         except ValidationError:
             continue  # reported with the defense's parameters
         for s in sets:
+            evaluated = s if isinstance(exp, NativeExperiment) else list(getattr(exp, "targets", []))
+            aliases = {t: _as_guide(matrix, t, s) for t in evaluated}
+            try:
+                cls().check_targets(params, s, list(aliases.values()))
+            except ConfigError as exc:
+                same = "".join(f" ({t} is the same classifier as {g})" for t, g in aliases.items() if t != g)
+                which = f"defense {name!r} ({d.kind}), guides {'+'.join(s)}"
+                p.add(f"{path}.defenses[{j}]", f"{which}: {exc}{same}")
             first = matrix.classifiers[s[0]].dataset
             if first not in DATASETS:
                 continue
@@ -446,6 +682,12 @@ def _check_defenses_with_guides(
                 cls().check(params, DATASETS.get(first).info.input_shape, guides)
             except ConfigError as exc:
                 p.add(f"{path}.defenses[{j}]", f"defense {name!r} ({d.kind}), guides {'+'.join(s)}: {exc}")
+
+
+def _as_guide(matrix: MatrixConfig, target: str, guides: list[str]) -> str:
+    """``target``, or the guide whose entry is identical to its own: one classifier under two labels."""
+    same = [g for g in guides if matrix.classifiers[g] == matrix.classifiers[target]]
+    return same[0] if same else target
 
 
 def pretrained_joint_guide(defense: str, kind: str, guide: str, c: ClassifierConfig) -> str | None:
@@ -631,10 +873,13 @@ def _paper_entry_problem(matrix: MatrixConfig, entry: PaperSelector) -> str | No
     metric = entry.measured
     if metric == "certified" and entry.radius is None:
         return "a certified number needs a radius"
-    if metric != "certified" and (entry.radius is not None or entry.sigma is not None):
-        return f"radius and sigma are for certified numbers, not {metric} ones"
+    if metric != "certified" and entry.radius is not None:
+        return f"radius is for certified numbers, not {metric} ones"
     if entry.attack is not None and metric != "robust":
         return f"attack is for robust numbers, not {metric} ones"
+    if entry.attack is not None and entry.sigma is not None:
+        # A smoothed cell records its sigma, one attack's rows do not: the entry would match every sigma.
+        return "sigma picks a smoothed pipeline's worst-case cell, not one attack's number; remove attack"
     at: tuple[str, float] | None = None
     if metric == "robust":
         threat = entry.threat

@@ -3,6 +3,8 @@ point) registers the built-in ones."""
 
 from defenses import aaa as aaa
 from defenses import bit_depth as bit_depth
+from defenses import denoised_smoothing as denoised_smoothing
+from defenses import irs as irs
 from defenses import jat as jat
 from defenses import jpeg as jpeg
 from defenses import none as none

@@ -57,6 +57,7 @@ from bench.api.weights import (
     refusal_reason,
     saved_normalization,
     sha256_file,
+    unwrap_state_dict,
 )
 from bench.errors import BenchError, ConfigError, EvaluationError, UnknownNameError, WeightsError
 
@@ -145,5 +146,6 @@ __all__ = [
     "set_bpda",
     "sha256_file",
     "step_direction",
+    "unwrap_state_dict",
     "worst_case",
 ]

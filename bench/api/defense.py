@@ -75,6 +75,32 @@ class Defense(ABC):
         """
         return None
 
+    def check_init(self, params: Any, init_kind: str | None, init_params: Any | None) -> None:
+        """Raise :class:`~bench.errors.ConfigError` when this front-end may not start its training from the
+        one it is given, or must start from one and is given none (a fine-tuning objective, say).
+
+        ``init_kind`` and ``init_params`` are the kind and validated parameters of the matrix entry named by
+        ``init_from``, whose trained (or loaded) front-end ``fit`` then receives as ``frontend``; both are
+        None for a front-end trained from scratch. The harness itself checks that the two architectures
+        match (a strict load), so this need only judge what the parameters mean. Called by ``bench validate``
+        and before planning, for every trained entry of the matrix (an entry loaded from ``weights`` is not
+        trained). The default accepts every pairing, and no init.
+        """
+        return None
+
+    def check_targets(self, params: Any, guides: Sequence[str], targets: Sequence[str]) -> None:
+        """Raise :class:`~bench.errors.ConfigError` when the front-end may not be evaluated on ``targets``
+        after training through ``guides`` (a denoiser declared black-box, trained through surrogates,
+        evaluated on one of them: that is white-box).
+
+        Both are classifier labels of the matrix; a target that is the same classifier as a guide under
+        another label (an identical entry) arrives as that guide's label, so a check may compare labels.
+        Called by ``bench validate`` before any work, once per experiment and guide set of a trainable
+        defense, with the classifiers that front-end is evaluated on (a native experiment's are its guides).
+        The default accepts all.
+        """
+        return None
+
     def epochs_at_full_scale(self, params: Any) -> int | None:
         """The paper's epoch count, so the harness can say when a run was trained at reduced scale."""
         return None

@@ -18,14 +18,16 @@ from bench.api import Classifier, ConfigError, GaussianSmoothing
 
 class GaussianNoise:
     """The noise of ``smoothing`` on images with ``channels`` channels; ``std`` is the classifier's
-    per-channel normalization, required for ``normalized`` space."""
+    per-channel normalization, required for ``normalized`` space unless the declaration carries its own."""
 
     def __init__(
         self, smoothing: GaussianSmoothing, channels: int, std: Sequence[float] | None = None
     ) -> None:
         self.smoothing = smoothing
         self.channels = channels
-        self.std = None if std is None else tuple(float(s) for s in std)
+        #: The std normalized-space noise is scaled by in pixels: the declared one wins over the classifier's,
+        #: since the front-end that declares it normalizes with it.
+        self.std = smoothing.normalization_std(std)
         self.pixel_sigmas = smoothing.pixel_sigmas(self.std, channels)
 
     @property
@@ -52,6 +54,6 @@ class GaussianNoise:
 
 def noise_for(smoothing: GaussianSmoothing, classifier: nn.Module, channels: int) -> GaussianNoise:
     """The noise for ``classifier``: its normalization is known when it is a :class:`Classifier` (the harness
-    wraps every network in one), and only normalized-space noise needs it."""
+    wraps every network in one), and only normalized-space noise that declares no std of its own needs it."""
     std = classifier.std.flatten().tolist() if isinstance(classifier, Classifier) else None
     return GaussianNoise(smoothing, channels, std)

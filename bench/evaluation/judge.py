@@ -97,6 +97,7 @@ def predict_details(pipeline: Pipeline, predict: SmoothedPredict | None = None) 
         "judged_by": "predict",
         "sigma": smoothing.sigma,
         "noise_space": smoothing.space,
+        **({} if smoothing.std is None else {"noise_std": list(smoothing.std)}),
         "n": p.n,
         "alpha": p.alpha,
         "noise_batch": p.noise_batch,

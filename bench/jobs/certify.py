@@ -63,9 +63,10 @@ def selection_notes(test: ImageData, images: CertifyImages, chosen: ImageData) -
 
 
 def check_noise_space(smoothing: GaussianSmoothing, target: ClassifierJobConfig) -> None:
-    """Normalized-space noise is σ·std in pixels, so it needs the classifier's normalization; a zoo model
-    normalizes inside itself, and the harness's wrapper (mean 0, std 1) does not know it."""
-    if smoothing.space == "normalized" and isinstance(target, ClassifierFromSource):
+    """Normalized-space noise is σ·std in pixels, so it needs the classifier's normalization unless the
+    front-end declares the std it normalizes with itself; a zoo model normalizes inside itself, and the
+    harness's wrapper (mean 0, std 1) does not know it."""
+    if smoothing.space == "normalized" and smoothing.std is None and isinstance(target, ClassifierFromSource):
         raise ConfigError(
             f"normalized-space smoothing on {target.source!r}, a model-zoo classifier whose normalization "
             "the harness does not know (it normalizes inside itself); declare pixel-space noise for it"
@@ -112,7 +113,7 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
         raise RuntimeError(f"certified images of {spec.label!r} changed since planning")
     frontend = upstream.frontend(spec.deps[0])
     frontend.reseed(derived_seed("certify", spec.key))
-    declared = GaussianSmoothing(c.sigma, c.noise_space)
+    declared = GaussianSmoothing(c.sigma, c.noise_space, None if c.noise_std is None else tuple(c.noise_std))
     if frontend.smoothing != declared:
         raise EvaluationError(
             f"the trained front-end declares smoothing {frontend.smoothing}, but the job was planned for "
@@ -136,6 +137,8 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     details: dict[str, object] = {
         "sigma": c.sigma,
         "noise_space": c.noise_space,
+        # Only where the front-end declares its own normalization, so other rows read as before.
+        **({} if c.noise_std is None else {"noise_std": list(c.noise_std)}),
         "n0": c.n0,
         "n": c.n,
         "alpha": c.alpha,

@@ -84,6 +84,10 @@ class FrontEndJobConfig(JobConfig):
     #: one per guide, ordered by their dumps (so the guides' order in the matrix does not matter); None
     #: (absent) for every other defense.
     classifiers: list[JointClassifier] | None = None
+    #: The content of the weights file the front-end is loaded from instead of trained (its path is only a
+    #: location); None (absent) for a front-end the job builds or trains. A front-end trained from another
+    #: one has that one's job as its last dep, which keys it; its config has nothing more.
+    weights_sha256: str | None = None
 
 
 class EvaluatingJobConfig(JobConfig):
@@ -157,6 +161,9 @@ class CertifyJobConfig(JobConfig):
     #: The front-end's declared smoothing (also in its params; here so a row reads without its upstream).
     sigma: float
     noise_space: NoiseSpace
+    #: The std the front-end normalizes with, when it declares its own (:attr:`GaussianSmoothing.std`); None
+    #: (absent from the key): the classifier's normalization scales normalized-space noise.
+    noise_std: list[float] | None = None
     n0: int
     n: int
     alpha: float

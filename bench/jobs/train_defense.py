@@ -1,22 +1,33 @@
 """Build a front-end and, for trainable defenses, train it through its frozen guides, or, for a defense that
-trains its own classifiers, together with new ones, which the job keeps beside the front-end."""
+trains its own classifiers, together with new ones, which the job keeps beside the front-end. A front-end may
+start its training from another front-end job's artifact (``init_from``), or be loaded from a weights file
+instead of trained."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from bench.api import DEFENSES, FrontEnd, freeze
+from bench.api import DEFENSES, FrontEnd, freeze, load_into, load_state_dict_file, sha256_file
 from bench.data.splits import train_split
-from bench.errors import ConfigError, EvaluationError
+from bench.errors import ConfigError, EvaluationError, WeightsError
 from bench.jobs.configs import FrontEndJobConfig
 from bench.jobs.env import Env
 from bench.jobs.output import JobOutput
 from bench.jobs.spec import JobSpec
-from bench.jobs.upstream import Upstream, joint_artifact, new_frontend, new_joint_classifier
+from bench.jobs.upstream import (
+    Upstream,
+    guide_deps,
+    init_dep,
+    joint_artifact,
+    load_frontend_weights,
+    new_frontend,
+    new_joint_classifier,
+)
 
 
 def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
@@ -32,7 +43,22 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     probe(frontend, shape, env, c.kind, check_range=False)
     metrics: dict[str, float] = {}
     guides: list[nn.Module] = []
-    if defense.trainable or defense.needs_data:
+    guide_keys = guide_deps(upstream.graph, spec)
+    card: dict[str, object] = {"kind": c.kind, "params": params.model_dump(mode="json")}
+    card["guides"] = list(guide_keys)
+    init = init_dep(upstream.graph, spec)
+    if init is not None:
+        # Planning and validation checked the architectures match; loading strictly still names a mismatch.
+        start = upstream.tensors(init, "frontend")
+        load_into(frontend, start, f"front-end job {upstream.graph[init].label!r}")
+        card["init_from"] = init
+    if c.weights_sha256 is not None:
+        path = Path(spec.locations["weights"])
+        if sha256_file(path) != c.weights_sha256:
+            raise WeightsError(f"weights file {path} changed since the run was planned; run again")
+        load_frontend_weights(frontend, load_state_dict_file(path), str(path))
+        card.update(weights=path.name, weights_sha256=c.weights_sha256)
+    elif defense.trainable or defense.needs_data:
         assert c.dataset is not None, "the planner records the training data of a front-end that trains"
         train, val = train_split(env.dataset(c.dataset, "train"), c.n_train, c.n_val or 0)
         kept: AbstractContextManager[None]
@@ -43,8 +69,8 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
             labels = [f"new {j.arch} (seed {j.seed})" for j in c.classifiers]
             kept = nullcontext()
         else:
-            guides = [upstream.classifier(k) for k in spec.deps]
-            labels = [upstream.graph[k].label for k in spec.deps]
+            guides = [upstream.classifier(k) for k in guide_keys]
+            labels = [upstream.graph[k].label for k in guide_keys]
             kept = guides_kept(guides, labels, c.kind)
         with kept:
             # What only the defense can judge (layers it names, guides that do not fit together) stops the job
@@ -58,7 +84,7 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
             metrics["resumed_from_epoch"] = ctx.checkpoints.resumed_from
     probe(frontend, shape, env, c.kind, check_range=True)
     frontend.eval()
-    card = {"kind": c.kind, "params": params.model_dump(mode="json"), "guides": list(spec.deps), **metrics}
+    card.update(metrics)
     tensors = {"frontend": dict(frontend.state_dict())}
     if defense.trains_classifier:
         tensors.update({joint_artifact(i): dict(g.eval().state_dict()) for i, g in enumerate(guides)})

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.api import DEFENSES, Classifier, FrontEnd, build_classifier, freeze, load_external
+from bench.api import DEFENSES, Classifier, FrontEnd, build_classifier, freeze, load_external, load_into
 from bench.artifacts import StoredArtifact
 from bench.data.sources import cache_dir
-from bench.errors import EvaluationError
+from bench.errors import EvaluationError, WeightsError
 from bench.jobs.configs import ClassifierFromSource, ClassifierJobConfig, FrontEndJobConfig, JointClassifier
 from bench.jobs.env import Env
-from bench.jobs.spec import JobGraph
+from bench.jobs.spec import JobGraph, JobSpec
 
 ArtifactLookup = Callable[[str], dict[str, StoredArtifact]]
 
@@ -72,6 +72,42 @@ def new_frontend(config: FrontEndJobConfig) -> FrontEnd:
     return built
 
 
+def load_frontend_weights(frontend: FrontEnd, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Strictly load a matrix's weights file into a built front-end.
+
+    The file holds the front-end's own state (a Frontline front-end artifact) or, for a front-end whose
+    weights all live in one wrapped network, that network's state as its authors saved it: Salman et al.'s
+    checkpoints hold a bare DnCNN, which a denoiser front-end wraps. Each module that holds all of the
+    front-end's state is tried, from the front-end inward, and the first the file fits takes it; a failed
+    try copies nothing. When none fits, the error gives each one's mismatch.
+    """
+    total = len(frontend.state_dict())
+    candidates = [(name, m) for name, m in frontend.named_modules() if len(m.state_dict()) == total]
+    if total == 0:
+        candidates = candidates[:1]
+    failed: list[tuple[str, WeightsError]] = []
+    for name, module in candidates:
+        try:
+            load_into(module, state, source)
+            return
+        except WeightsError as exc:
+            failed.append((name, exc))
+    if len(failed) == 1:
+        raise failed[0][1]
+    tries = "; ".join(f"as {f'its network {n!r}' if n else 'the front-end'}: {e}" for n, e in failed)
+    raise WeightsError(f"weights from {source} fit none of the front-end's networks. {tries}")
+
+
+def guide_deps(graph: JobGraph, spec: JobSpec) -> tuple[str, ...]:
+    """The guide classifiers' jobs among a front-end job's deps (its init front-end's job is not one)."""
+    return tuple(k for k in spec.deps if graph[k].kind == "train-classifier")
+
+
+def init_dep(graph: JobGraph, spec: JobSpec) -> str | None:
+    """The job of the front-end a front-end job starts its training from (``init_from``), or None."""
+    return next((k for k in spec.deps if graph[k].kind == "train-defense"), None)
+
+
 class Upstream:
     def __init__(self, graph: JobGraph, env: Env, artifacts: ArtifactLookup) -> None:
         self.graph = graph
@@ -108,7 +144,8 @@ class Upstream:
             model = new_classifier(joint[0])
             model.load_state_dict(self.tensors(fe_key, joint_artifact(0)))
             return freeze(model.to(self.env.ctx.device))
-        return self.classifier(fe.deps[0]) if fe.deps else None
+        guides = guide_deps(self.graph, fe)
+        return self.classifier(guides[0]) if guides else None
 
     def frontend(self, key: str) -> FrontEnd:
         """A fresh front-end each time: a randomized one's generator state must not leak across jobs."""

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.artifacts import UPSTREAM_SHA256
 from bench.report.data import (
     AttackView,
     CellView,
@@ -582,7 +583,9 @@ def _frontend_cards(view: RunView) -> list[FrontendCard]:
     for f in view.frontends:
         config, guides = f["config"], tuple(str(g) for g in f["guides"])
         metrics = ", ".join(
-            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in f["metrics"].items()
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in f["metrics"].items()
+            if k != UPSTREAM_SHA256  # bookkeeping for reruns, not a property of the front-end
         )
         cards.setdefault(
             (str(f["label"]), guides),

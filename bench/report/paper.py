@@ -229,6 +229,9 @@ def _from_certificates(entry: PaperSelector, view: RunView) -> tuple[Ours | None
     v, p = max(unique.values(), key=lambda vp: (vp[1].accuracy.value, -(vp[0].sigma or 0.0)))
     several = len({v.sigma for v, _ in unique.values()}) > 1
     note = f"best σ = {v.sigma:g}" if several and v.sigma is not None else ""
+    if v.normalized:  # the paper's radius is likely in the noise's own units: the audit reads both
+        pixels = "our radius is in pixels, the noise after normalization: see the radius audit"
+        note = f"{note}; {pixels}" if note else pixels
     return _single(p.accuracy, v.scale, v.failed_checks, note), ""
 
 

@@ -42,6 +42,7 @@ from bench.report.leaderboard import leaderboards
 from bench.report.pages import matrix_file_names, matrix_page, numbered
 from bench.report.paper import paper_section
 from bench.report.plots import page_plots
+from bench.report.radius_audit import radius_audit
 from bench.report.samples import front_end_samples
 from bench.storage import Store
 
@@ -97,13 +98,16 @@ def environment() -> Environment:
 
 
 def render_site(
-    store: Store, out_dir: Path, artifacts: Path | None = DEFAULT_ARTIFACTS, data_root: Path | None = None
+    store: Store,
+    out_dir: Path,
+    artifacts: str | os.PathLike[str] | None = DEFAULT_ARTIFACTS,
+    data_root: Path | None = None,
 ) -> Path:
     """Write index.html, leaderboard.html and one page per matrix (its latest run) into ``out_dir``.
 
     ``artifacts`` and ``data_root`` (default: ``$BENCH_DATA_DIR``, else ``data``) are where the trained
-    front-ends and the test images are, for the pictures of what each front-end does; None, or a folder
-    without them, and each page says they are not available.
+    front-ends (a folder or an fsspec URL) and the test images are, for the pictures of what each front-end
+    does; None, or a root without them, and each page says they are not available.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     env = environment()
@@ -111,7 +115,9 @@ def render_site(
     by_id = {run.id: run for run in runs}
     latest = latest_runs(store)
     names = matrix_file_names(matrix_key(run) for run in runs)
-    artifact_store = ArtifactStore(artifacts) if artifacts is not None and artifacts.is_dir() else None
+    found = ArtifactStore(artifacts) if artifacts is not None else None
+    # A local folder that is not there has no pictures to offer; a URL root (``s3://…``) is asked per file.
+    artifact_store = found if found is not None and (found.url or os.path.isdir(found.root)) else None
     root = data_root if data_root is not None else default_data_root()
     matrix_template = env.get_template("matrix.html")
     shown = []
@@ -122,13 +128,17 @@ def render_site(
         for table in paper.tables if paper is not None else []:
             reduced = (s for _, entries in table.rows for e in entries if e.ours for s in e.ours.reduced)
             table.notes = numbered(dict.fromkeys(reduced), page.note_of)
+        audit = radius_audit(view)
+        if audit is not None:
+            scales = (e.view.scale for e in audit.entries if e.view.reduced)
+            audit.notes = numbered(dict.fromkeys(scales), page.note_of)
         plots = page_plots(page, view)
         first = 1 + sum(len(p) for p in plots.values())
         samples = front_end_samples(store, view, artifact_store, root, first)
         _write(
             out_dir,
             page.file_name,
-            matrix_template.render(page=page, paper=paper, plots=plots, samples=samples),
+            matrix_template.render(page=page, paper=paper, audit=audit, plots=plots, samples=samples),
         )
         shown.append((page, view))
     boards, note_of = leaderboards(shown, by_id)

@@ -94,6 +94,9 @@ def print_run_summary(store: Store, run_id: int) -> None:
     if view.others:
         metrics = ", ".join(sorted({o.metric for o in view.others}))
         click.echo(f"\n{len(view.others)} further row(s) without a table here ({metrics}): see bench report")
+    stated = (run.matrix or {}).get("scale")
+    if stated:
+        click.echo(f"\nscale, as the matrix states it: {stated}")
     scales = [c.scale for c in cells] + [v.scale for v in view.certified]
     reduced = [s.removeprefix("reduced: ") for s in scales if s != "full"]
     parts = list(dict.fromkeys(part for s in reduced for part in s.split("; ")))

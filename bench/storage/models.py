@@ -34,6 +34,11 @@ class Run(Base):
     device: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20))  # running | done | failed | interrupted
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: When the run was last seen alive, and the process that ran it, by which a run whose process died is
+    #: told from a live one; NULL in runs started before revision 0003.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class Job(Base):
@@ -50,6 +55,17 @@ class Job(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Lease(Base):
+    """A run's claim on a job it is computing, so a concurrent run on the same store waits instead of
+    computing it again; renewed while the job runs, so a claim whose holder died lapses at ``expires_at``."""
+
+    __tablename__ = "leases"
+
+    job_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class RunJob(Base):

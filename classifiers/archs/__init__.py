@@ -9,6 +9,7 @@ from classifiers.archs import madry_wrn as madry_wrn
 from classifiers.archs import mnist as mnist
 from classifiers.archs import mobilenetv2 as mobilenetv2
 from classifiers.archs import resnet as resnet
+from classifiers.archs import resnet_cohen as resnet_cohen
 from classifiers.archs import resnet_he as resnet_he
 from classifiers.archs import squeezenet as squeezenet
 from classifiers.archs import vgg as vgg

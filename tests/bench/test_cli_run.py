@@ -12,10 +12,10 @@ from bench.cli import git_describe, main
 
 
 def test_an_unknown_executor_is_refused_with_the_valid_names(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["run", "--matrix", str(tmp_path / "m.yaml"), "--executor", "ray"])
+    result = CliRunner().invoke(main, ["run", "--executor", "dask", "--matrix", str(tmp_path / "m.yaml")])
     assert result.exit_code == 2
-    assert "--executor" in result.output and "'ray'" in result.output
-    assert "valid names: local" in result.output
+    assert "--executor" in result.output and "'dask'" in result.output
+    assert "valid names: local, ray" in result.output
 
 
 def git(repo: Path, *args: str) -> None:

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import torch
 
-from bench.api import DEFENSES, Defense, FrontEnd
+from bench.api import DEFENSES, Defense, FrontEnd, sha256_file
 from bench.artifacts import ArtifactStore
 from bench.config import parse_matrix
 from bench.data.splits import eval_subset
-from bench.errors import ConfigError
+from bench.errors import ConfigError, WeightsError
 from bench.jobs.env import Env
 from bench.jobs.spec import JobSpec
 from bench.plan import Planned, plan_matrix
@@ -560,3 +560,101 @@ def test_jat_given_a_pre_trained_guide_is_refused_naming_it(env: Env, tmp_path: 
     refused = r"'jat' \(jat\) trains its guide .* guide 'P' is pre-trained \(weights: "
     with pytest.raises(ConfigError, match=refused):
         plan_matrix(parse_matrix(raw, "m.yaml"), tmp_path, env)
+
+
+SD: dict[str, Any] = {"kind": "static-denoiser", "n_train": 100, "params": {"width": 2, "epochs": 1}}
+
+
+def static_denoiser_file(path: Path, width: int) -> Path:
+    from safetensors.torch import save_file
+
+    defense = DEFENSES.get("static-denoiser")
+    frontend = defense().build(defense.Params.model_validate({"width": width}), (1, 28, 28))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in frontend.state_dict().items()}, path)
+    return path
+
+
+def with_front_ends(**defenses: Any) -> dict[str, Any]:
+    """MATRIX with these defense entries added to its native experiment (guides A and B)."""
+    experiments = [dict(e) for e in MATRIX["experiments"]]
+    experiments[0]["defenses"] = [*experiments[0]["defenses"], *defenses]
+    return {**MATRIX, "defenses": {**MATRIX["defenses"], **defenses}, "experiments": experiments}
+
+
+def front_end_job(planned: Planned, defense: str) -> JobSpec:
+    (spec,) = {s.key: s for s in planned.graph if s.kind == "train-defense" and any(
+        getattr(u, "defense", None) == defense for u in planned.graph.uses[s.key])}.values()
+    return spec
+
+
+def test_a_front_end_loaded_from_weights_is_keyed_by_content_and_trains_nothing(
+    env: Env, tmp_path: Path
+) -> None:
+    import shutil
+
+    first = static_denoiser_file(tmp_path / "one" / "sd.safetensors", 2)
+    second = tmp_path / "two" / "sd.safetensors"
+    second.parent.mkdir()
+    shutil.copy(first, second)
+    jobs = []
+    for path in (first, second):
+        raw = with_front_ends(sd={"kind": "static-denoiser", "params": {"width": 2}, "weights": str(path)})
+        planned = plan_matrix(parse_matrix(raw, "m.yaml"), tmp_path, env)
+        jobs.append(front_end_job(planned, "sd"))
+        assert jobs[-1].locations == {"weights": str(path)}
+    assert jobs[0].key == jobs[1].key
+    assert jobs[0].deps == () and jobs[0].data == "" and jobs[0].scale_notes == ()
+    assert jobs[0].config["weights_sha256"] == sha256_file(first) and "dataset" not in jobs[0].config
+    before = plan_matrix(parse_matrix(MATRIX, "m.yaml"), Path("."), env)
+    assert set(before.graph.jobs) <= set(planned.graph.jobs), "no job planned before changes its key"
+    assert all("weights_sha256" not in s.config for s in before.graph if s.kind == "train-defense")
+
+
+def test_a_weights_file_that_does_not_fit_the_defense_stops_planning(env: Env, tmp_path: Path) -> None:
+    path = static_denoiser_file(tmp_path / "wide.safetensors", 3)
+    raw = with_front_ends(sd={"kind": "static-denoiser", "params": {"width": 2}, "weights": str(path)})
+    with pytest.raises(WeightsError, match="shape mismatch"):
+        plan_matrix(parse_matrix(raw, "m.yaml"), tmp_path, env)
+
+
+def test_a_front_end_trained_from_another_depends_on_its_job_for_the_same_guides(env: Env) -> None:
+    tuned = {**SD, "init_from": "base"}
+    planned = plan_matrix(parse_matrix(with_front_ends(base=SD, tuned=tuned), "m.yaml"), Path("."), env)
+    base, job = front_end_job(planned, "base"), front_end_job(planned, "tuned")
+    guides = base.deps
+    assert len(guides) == 2 and job.deps == (*guides, base.key), "the guides, then the init's job"
+    assert job.label.endswith(", from base")
+    # The init's job enters this one's key, not the other way round.
+    changed = {**SD, "params": {"width": 2, "epochs": 2}}
+    again = plan_matrix(parse_matrix(with_front_ends(base=changed, tuned=tuned), "m.yaml"), Path("."), env)
+    assert front_end_job(again, "tuned").key != job.key
+    reseeded = with_front_ends(base=SD, tuned={**tuned, "seed": 3})
+    again = plan_matrix(parse_matrix(reseeded, "m.yaml"), Path("."), env)
+    assert front_end_job(again, "base").key == base.key
+    # Or the init's job for the guides named.
+    named = {**tuned, "init_guides": ["C"]}
+    planned = plan_matrix(parse_matrix(with_front_ends(base=SD, tuned=named), "m.yaml"), Path("."), env)
+    init = planned.graph[front_end_job(planned, "tuned").deps[-1]]
+    assert init.kind == "train-defense" and len(init.deps) == 1
+    assert planned.graph[init.deps[0]].label.startswith("classifier C ")
+
+
+def test_an_init_is_planned_at_the_sigma_of_the_front_end_it_starts(env: Env) -> None:
+    small = {"depth": 3, "width": 4, "epochs": 1}
+    mse = {"kind": "denoised-smoothing", "n_train": 100, "params": {**small, "objective": "mse"}}
+    tuned = {**mse, "params": {**small, "objective": "stab+mse"}, "init_from": "mse"}
+    raw = {
+        **with_front_ends(tuned=tuned),
+        "defenses": {"mse": mse, "tuned": tuned},
+        "experiments": [{"kind": "native", "defenses": ["tuned"], "guides": ["A"]}],
+        "attacks": {"pgd": {"kind": "smoothed-pgd"}},
+        "certify": {"sigmas": [0.25, 0.5], "n": 100, "n_images": 10},
+    }
+    planned = plan_matrix(parse_matrix(raw, "m.yaml"), Path("."), env)
+    tuned_jobs = [s for s in planned.graph if s.label.startswith("front-end tuned (denoised-smoothing)")]
+    assert len(tuned_jobs) == 2
+    for job in tuned_jobs:
+        init = planned.graph[job.deps[-1]]
+        assert init.config["params"]["objective"] == "mse"
+        assert init.config["params"]["sigma"] == job.config["params"]["sigma"]

@@ -393,3 +393,119 @@ def test_an_ambiguous_paper_entry_asks_for_guides(tmp_path: Path) -> None:
     assert expected in problems(raw, tmp_path)
     raw["paper"]["tables"][0]["rows"][0]["guides"] = ["A"]
     accepts(raw, tmp_path)
+
+
+def test_a_sigma_picks_a_smoothed_cell_but_not_one_attacks_number(tmp_path: Path) -> None:
+    """With smoothing planned once per sigma, sigma is what tells a clean or robust entry's cells apart
+    (Norouzzadeh et al.'s denoised-smoothing numbers at sigma 0.25); one attack's rows do not record it."""
+    table = {"title": "S.2", "defense": "smooth", "target": "A", "sigma": 0.25,
+             "rows": [{"label": "sigma 0.25"}],
+             "columns": [{"label": "clean", "metric": "clean"}, {"label": "robust"}],
+             "numbers": [[72.0, 32.0]]}
+    raw = edit(defenses={"smooth": {"kind": "smoothing"}},
+               attacks={"spgd": {"kind": "smoothed-pgd", "params": {"steps": 10}}},
+               certify={"sigmas": [0.25, 0.5], "n": 100, "n_images": 2},
+               experiments=[{"kind": "native", "defenses": ["smooth"], "guides": ["A"]}], paper=paper(table))
+    accepts(raw, tmp_path)
+    raw["paper"]["tables"][0]["columns"][1]["attack"] = "spgd"
+    expected = "sigma picks a smoothed pipeline's worst-case cell, not one attack's number; remove attack"
+    assert expected in problems(raw, tmp_path)
+
+
+def front_end_file(tmp_path: Path, width: int, name: str = "sd.safetensors") -> str:
+    """A static-denoiser front-end of ``width`` for MNIST, saved as the artifact Frontline writes."""
+    from bench.api import DEFENSES
+
+    defense = DEFENSES.get("static-denoiser")
+    frontend = defense().build(defense.Params.model_validate({"width": width}), (1, 28, 28))
+    save_file({k: v.contiguous() for k, v in frontend.state_dict().items()}, tmp_path / name)
+    return name
+
+
+def with_defenses(**defenses: dict[str, Any]) -> dict[str, Any]:
+    """The base matrix with these defense entries added to its native experiment (guide A)."""
+    raw = edit()
+    raw["defenses"].update(defenses)
+    raw["experiments"][0]["defenses"] += list(defenses)
+    return raw
+
+
+SD = {"kind": "static-denoiser", "params": {"width": 2}}
+
+
+def test_a_front_end_loaded_from_weights_that_fit_its_architecture_is_accepted(tmp_path: Path) -> None:
+    accepts(with_defenses(sd={**SD, "weights": front_end_file(tmp_path, 2)}), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        ({"weights": "missing.safetensors"}, "defenses.sd.weights: weights file"),
+        ({"weights": "wide.safetensors"}, "shape mismatch (checkpoint vs model)"),
+        ({"weights": "wide.safetensors", "n_train": 100}, "from weights is not trained: remove n_train"),
+        ({"weights": "wide.safetensors", "init_from": "aaa"}, "is not trained: remove init_from"),
+        ({"init_guides": ["A"]}, "init_guides names the guides of the init_from front-end; give init_from"),
+    ],
+)
+def test_a_weights_file_missing_or_unfit_or_with_training_settings_is_refused(
+    tmp_path: Path, entry: dict[str, Any], expected: str
+) -> None:
+    front_end_file(tmp_path, 3, "wide.safetensors")
+    msg = problems(with_defenses(sd={**SD, **entry}), tmp_path)
+    assert expected in msg
+    if "missing" in str(entry.get("weights")):
+        assert "missing.safetensors' does not exist" in msg
+
+
+def test_a_defense_that_trains_its_classifiers_takes_no_weights_file(tmp_path: Path) -> None:
+    msg = problems(with_defenses(j={"kind": "jat", "weights": front_end_file(tmp_path, 2)}), tmp_path)
+    assert "defenses.j.weights: defense 'j' (jat) trains its classifiers jointly" in msg
+
+
+@pytest.mark.parametrize(
+    "defenses, expected",
+    [
+        ({"tuned": {**SD, "init_from": "bsae"}}, "defenses.tuned.init_from: unknown defense 'bsae'"),
+        ({"tuned": {**SD, "init_from": "base", "init_guides": ["Z"]}}, "defenses.tuned.init_guides[0]"),
+        (
+            {"x": {**SD, "init_from": "y"}, "y": {**SD, "init_from": "x"}},
+            "defenses.x.init_from: init_from goes round in a circle (x -> y -> x)",
+        ),
+        ({"tuned": {**SD, "init_from": "tuned"}}, "goes round in a circle (tuned -> tuned)"),
+        (
+            {"tuned": {"kind": "static-denoiser", "params": {"width": 4}, "init_from": "base"}},
+            "defenses.tuned.init_from: defense 'tuned' (static-denoiser) cannot start from defense 'base' "
+            "(static-denoiser), whose architecture differs",
+        ),
+        ({"tuned": {**SD, "init_from": "aaa"}}, "cannot start from defense 'aaa' (aaa)"),
+        ({"n": {"kind": "none", "init_from": "base"}}, "defense 'n' (none) trains nothing"),
+    ],
+)
+def test_an_init_that_is_unknown_circular_or_of_another_architecture_is_refused(
+    tmp_path: Path, defenses: dict[str, Any], expected: str
+) -> None:
+    msg = problems(with_defenses(base=SD, **defenses), tmp_path)
+    assert expected in msg
+    if "bsae" in str(defenses):
+        assert "did you mean 'base'" in msg
+
+
+def test_an_init_of_the_same_architecture_is_accepted_from_a_trained_or_loaded_front_end(
+    tmp_path: Path,
+) -> None:
+    accepts(with_defenses(base=SD, tuned={**SD, "params": {"width": 2, "epochs": 1}, "init_from": "base"}),
+            tmp_path)
+    loaded = {**SD, "weights": front_end_file(tmp_path, 2)}
+    accepts(with_defenses(base=loaded, tuned={**SD, "init_from": "base", "init_guides": ["C"]}), tmp_path)
+
+
+def test_validation_asks_the_defense_whether_it_needs_or_accepts_its_init(tmp_path: Path) -> None:
+    small = {"depth": 3, "width": 4}
+    mse = {"kind": "denoised-smoothing", "params": {**small, "objective": "mse"}}
+    tuned = {"kind": "denoised-smoothing", "params": {**small, "objective": "stab+mse"}}
+    msg = problems(with_defenses(tuned=tuned), tmp_path)
+    assert "defenses.tuned: defense 'tuned' (denoised-smoothing): objective 'stab+mse' fine-tunes" in msg
+    stab = {"kind": "denoised-smoothing", "params": {**small, "objective": "stab"}}
+    msg = problems(with_defenses(stab=stab, tuned={**tuned, "init_from": "stab"}), tmp_path)
+    assert "defenses.tuned.init_from: defense 'tuned' (denoised-smoothing)" in msg
+    accepts(with_defenses(mse=mse, tuned={**tuned, "init_from": "mse"}), tmp_path)

@@ -162,3 +162,15 @@ def test_normalized_noise_on_a_classifier_of_unknown_normalization_is_refused(tm
     assert "experiments[2].defenses[0]: defense 'smooth' adds its noise after the classifier's" in msg
     assert "target 'Z' is a model-zoo classifier" in msg
     assert "experiments[0]" not in msg, "classifiers trained by the harness have a known normalization"
+
+
+def test_a_front_end_declaring_its_own_std_may_smooth_a_classifier_of_unknown_normalization(
+    tmp_path: Path,
+) -> None:
+    """irs normalizes with its own statistics and declares them, so the zoo model's are not needed."""
+    raw = certified({"n": 1000}, kind="irs", params={"mean": [0.5], "std": [0.5], "scale": 1, "depth": 2})
+    raw["classifiers"]["Z"] = {"source": "torchvision:resnet18", "dataset": "mnist"}
+    cross = {"kind": "cross-model", "defenses": ["smooth"], "guides": ["A"], "targets": ["Z"]}
+    raw["experiments"].append(cross)
+    msg = problems(raw, tmp_path)
+    assert "model-zoo classifier" not in msg and "normalization" not in msg, msg

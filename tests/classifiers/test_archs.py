@@ -21,6 +21,7 @@ EXPECTED_CIFAR = {
     "resnet44",
     "resnet56",
     "resnet110",
+    "resnet110-cohen",
     "wrn28_10",
     "vgg16",
     "vgg19",
@@ -94,6 +95,34 @@ def test_he_resnet_uses_akamaster_names() -> None:
                 expected.add(f"layer{stage}.{block}.conv{i}.weight")
                 expected |= {f"layer{stage}.{block}.bn{i}.{s}" for s in BN_ENTRIES}
     assert set(CLASSIFIERS.get("resnet20").factory(10).state_dict()) == expected
+
+
+def test_cohen_resnet110_has_two_projection_shortcuts_more_than_option_a() -> None:
+    """Option B's 1x1 convolutions and BatchNorms (16->32, 32->64) are all it adds to resnet110."""
+
+    def count(name: str) -> int:
+        return sum(p.numel() for p in CLASSIFIERS.get(name).factory(10).parameters())
+
+    projections = (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
+    assert count("resnet110-cohen") == count("resnet110") + projections == 1_730_714
+
+
+def test_cohen_resnet_uses_bearpaw_names() -> None:
+    """The names of locuslab/smoothing's code/archs/cifar_resnet.py, so their checkpoints load key for key."""
+    expected = {"conv1.weight", "fc.weight", "fc.bias"}
+    expected |= {f"bn1.{s}" for s in BN_ENTRIES}
+    for stage in (1, 2, 3):
+        for block in range(18):
+            for i in (1, 2):
+                expected.add(f"layer{stage}.{block}.conv{i}.weight")
+                expected |= {f"layer{stage}.{block}.bn{i}.{s}" for s in BN_ENTRIES}
+        if stage > 1:
+            expected.add(f"layer{stage}.0.downsample.0.weight")
+            expected |= {f"layer{stage}.0.downsample.1.{s}" for s in BN_ENTRIES}
+    state = CLASSIFIERS.get("resnet110-cohen").factory(10).state_dict()
+    assert set(state) == expected
+    assert state["layer2.0.downsample.0.weight"].shape == (32, 16, 1, 1)
+    assert state["layer3.0.downsample.0.weight"].shape == (64, 32, 1, 1)
 
 
 def test_option_a_shortcut_subsamples_and_zero_pads_channels() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from torch import nn
 
 import classifiers  # noqa: F401  (registers the built-in architectures)
 from bench.api import CLASSIFIERS, load_classifier_weights, load_into, load_state_dict_file, sha256_file
-from bench.api.weights import match_keys
+from bench.api.weights import match_keys, sniff_format
 from bench.errors import WeightsError
 
 
@@ -176,12 +177,67 @@ def test_empty_and_garbage_files_raise(tmp_path: Path) -> None:
             load_state_dict_file(tmp_path / name)
 
 
-def test_missing_file_and_unknown_extension_raise(tmp_path: Path) -> None:
+def test_missing_file_and_foreign_content_raise(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="does not exist"):
         load_state_dict_file(tmp_path / "nope.pt")
-    (tmp_path / "weights.h5").write_bytes(b"x")
-    with pytest.raises(WeightsError, match=r"unsupported extension '\.h5'"):
+    (tmp_path / "weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    with pytest.raises(WeightsError, match=r"weights\.h5 is not a readable safetensors file, nor a PyTorch"):
         load_state_dict_file(tmp_path / "weights.h5")
+
+
+#: Every name a checkpoint comes under, and a lie: what decides how a file is read is its content.
+SUFFIXES = (".pt", ".pth", ".th", ".bin", ".tar", ".pth.tar", ".ckpt", ".safetensors", ".h5", "")
+WRITERS = ("torch.save", "torch.save legacy", "pickle protocol 2", "pickle protocol 0")
+
+
+def write_payload(path: Path, payload: object, writer: str) -> None:
+    if writer.startswith("pickle"):
+        path.write_bytes(pickle.dumps(payload, protocol=int(writer[-1])))
+    else:
+        torch.save(payload, path, _use_new_zipfile_serialization=writer == "torch.save")
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_code_in_a_pickle_never_runs_whatever_the_name(tmp_path: Path, suffix: str, writer: str) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / f"checkpoint{suffix}"
+    write_payload(path, {"state_dict": {"w": torch.zeros(1)}, "hook": RunsShell(f"touch {marker}")}, writer)
+    with pytest.raises(
+        WeightsError,
+        match=rf"checkpoint{re.escape(suffix)} (was refused|is not a readable safetensors file, nor)",
+    ):
+        load_state_dict_file(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize("content", ["safetensors", "torch.save", "torch.save legacy"])
+def test_weights_load_by_content_whatever_the_name(tmp_path: Path, suffix: str, content: str) -> None:
+    state = {"w": torch.arange(6.0).view(2, 3), "b": torch.ones(2)}
+    path = tmp_path / f"weights{suffix}"
+    if content == "safetensors":
+        safetensors.torch.save_file(state, path)
+    else:
+        write_payload(path, {"epoch": 1, "state_dict": state}, content)
+    loaded = load_state_dict_file(path)
+    assert_same(loaded, state)
+
+
+def test_the_payload_is_live_outside_the_loader(tmp_path: Path) -> None:
+    """Guards the refusal tests above against a payload that would never have run anyway."""
+    marker = tmp_path / "pwned"
+    pickle.loads(pickle.dumps(RunsShell(f"touch {marker}")))
+    assert marker.exists()
+
+
+def test_a_pickle_cannot_pass_for_safetensors(tmp_path: Path) -> None:
+    """A file whose ninth byte is "{" is still only read as safetensors when its header length fits."""
+    path = tmp_path / "fake.safetensors"
+    path.write_bytes(b"\x80\x02" + bytes(6) + b"{" + bytes(16))
+    assert sniff_format(path) == "torch"
+    with pytest.raises(WeightsError, match="fake.safetensors"):
+        load_state_dict_file(path)
 
 
 def test_checkpoint_without_a_state_dict_raises(tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ FOR_SHAPE: dict[tuple[str, tuple[int, int, int]], dict[str, Any]] = {
     ("robustifier", (1, 28, 28)): {"depth": 2},
     ("rtfe", (1, 28, 28)): {"depth": 2},
     ("jat", (1, 28, 28)): {"depth": 2},
+    # ImageNet's three-channel statistics, irs's default normalization, do not fit grey images.
+    ("irs", (1, 28, 28)): {"depth": 2, "mean": [0.5], "std": [0.5]},
 }
 #: MNIST's and CIFAR-10's image shapes.
 SHAPES: list[tuple[int, int, int]] = [(1, 28, 28), (3, 32, 32)]

@@ -70,4 +70,4 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path, data_dir: Path) -> None:
         ).fetchall()
         assert dupes == []
         statuses = [s for (s,) in conn.execute("select status from runs order by id")]
-    assert statuses == ["running", "done"], "the killed run stays visible as unfinished"
+    assert statuses == ["interrupted", "done"], "the rerun marks the killed run, whose process is gone"

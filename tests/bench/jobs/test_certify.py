@@ -112,6 +112,18 @@ def test_a_certify_block_leaves_every_other_job_key_as_it_was(env: Env) -> None:
     assert use.sigma == 0.25 and spec.config["sigma"] == 0.25  # the defense's own σ
 
 
+def test_a_front_end_normalizing_with_its_own_std_is_certified_with_that_std(env: Env) -> None:
+    """irs divides by its own std, not the classifier's (MNIST's 0.3081): the certify job records it, and
+    only such a job's config has the field, so every other key stays as it was."""
+    raw = copy.deepcopy(MATRIX)
+    params = {"sigma": 0.5, "mean": [0.5], "std": [0.25], "scale": 1, "depth": 2, "epochs": 1}
+    raw["defenses"]["irs"] = {"kind": "irs", "params": params}
+    raw["experiments"][0]["defenses"].append("irs")
+    jobs = {use.defense: spec for spec, use in certify_jobs(plan(raw, env))}
+    assert jobs["irs"].config["noise_space"] == "normalized" and jobs["irs"].config["noise_std"] == [0.25]
+    assert "noise_std" not in jobs["smooth"].config
+
+
 def test_by_default_the_attack_jobs_images_are_certified(env: Env) -> None:
     planned = plan(matrix(n0=10, n=200), env)
     (spec, _), = certify_jobs(planned)

@@ -12,6 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError
 
@@ -20,6 +21,8 @@ from bench.storage import JobRecord, Store
 from bench.storage.models import Base
 from bench.storage.store import MIGRATIONS
 from tests.bench.storage.test_store import USE, row, start
+
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
 def store_at_0001(path: Path) -> None:
@@ -54,7 +57,7 @@ def test_an_existing_store_upgrades_in_place_and_keeps_its_rows(tmp_path: Path) 
     assert old.guides == ["A"] and old.created_at == datetime(2026, 1, 1)
     assert old.cost_per_prediction is None and old.details is None, "an old row's cost was never recorded"
     with sqlite3.connect(path) as conn:
-        assert conn.execute("select version_num from alembic_version").fetchall() == [("0002",)]
+        assert conn.execute("select version_num from alembic_version").fetchall() == [(HEAD,)]
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
