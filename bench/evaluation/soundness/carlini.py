@@ -15,6 +15,11 @@ In a cascade an attack runs only on the examples earlier attacks failed to break
 not the number it would get alone; the checks that compare an attack's standalone number rerun it on the
 check examples it skipped.
 
+A pipeline whose front-end declares smoothing is the smoothed classifier g: it is judged by PREDICT on fresh
+noise and its cell attacks it with the ``smoothed-pgd`` family. The checks' own attacks on it are that family
+too (:class:`Family`), since FGSM or PGD on the noise-free f∘D attack a function nobody is judged by and a
+comparison with the cell's attacks would say nothing about them.
+
 A check that does not apply to a cell (no PGD-family attack, an L1 threat PGD cannot work in) passes with a
 detail starting "not applicable", so a cell is only marked unreliable for evidence against it.
 """
@@ -22,8 +27,11 @@ detail starting "not applicable", so a cell is only marked unreliable for eviden
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+from pydantic import ValidationError
 from scipy.stats import binom
 
 from bench.api import (
@@ -42,6 +50,14 @@ from bench.api import (
     worst_case,
 )
 from bench.attacks.pgd import FGSM, PGD
+from bench.attacks.smoothed_pgd import SmoothedPGD, SmoothedPGDParams
+from bench.evaluation.judge import (
+    PREDICT_N,
+    SmoothedPredict,
+    declared_smoothing,
+    judged,
+    passes_per_prediction,
+)
 from bench.evaluation.run_attack import AttackOutcome, run_attack
 from bench.evaluation.soundness.common import attack_class, bpda_of, bpda_text, not_applicable, pct
 from bench.evaluation.verify import verified_correct
@@ -94,6 +110,78 @@ def is_iterative_pgd(a: AttackEvidence) -> bool:
     return issubclass(cls, PGD) and not issubclass(cls, FGSM)
 
 
+def is_iterative(a: AttackEvidence) -> bool:
+    """An iterative PGD on f∘D or on the smoothed classifier g (``smoothed-pgd`` and its presets, which are
+    not PGD subclasses): the attacks with steps to double."""
+    return is_iterative_pgd(a) or issubclass(attack_class(a), SmoothedPGD)
+
+
+@dataclass(frozen=True)
+class Family:
+    """The attacks the checks run on one pipeline: FGSM and margin-loss PGD on f∘D, or, where the front-end
+    declares smoothing, ``smoothed-pgd`` on g (``smoothed`` holds its draws per step and seed).
+
+    The smoothed attacks take the cell's m, so they estimate g as well as the cell's attack did, and a seed
+    no smoothed attack of the cell used, so they draw noise of their own instead of replaying the cell's.
+    """
+
+    smoothed: SmoothedPGDParams | None = None
+
+    @property
+    def name(self) -> str:
+        """How details name the smoothed family (empty for the plain one)."""
+        return "" if self.smoothed is None else f"smoothed PGD ({self.smoothed.m} draws)"
+
+    def one_step(self, eps: float) -> tuple[Attack, str]:
+        """FGSM, or its smoothed counterpart: one step of the full radius ``eps`` from the clean input. The
+        smoothed attack's one-step rule only refuses two step sizes at once, and one step of eps reaches the
+        edge of the ball, so it is allowed."""
+        if self.smoothed is None:
+            return ATTACKS.get("fgsm")(), "FGSM"
+        attack = smoothed_pgd(self.smoothed, steps=1, step_size=eps, random_start=False)
+        return attack, f"one-step {self.name}"
+
+    def sweep(self) -> tuple[Attack, str]:
+        """The epsilon sweep's attack, and how the detail names it with its loss (its parenthesis left open).
+
+        g has no margin loss here: ``smoothed-pgd`` ascends only the cross-entropy of the mean softmax (the
+        log outside the mean is what makes it follow g), and a margin averaged over draws would be plain EOT
+        on f under noise, not an attack on g. Cross-entropy serves a sweep to chance: the margin loss guards
+        against a saturated softmax whose cross-entropy gradient vanishes, the mean over noise draws saturates
+        only where f is confident on nearly every draw, and the attack computes it in log space, so it does
+        not underflow; and where any image is reachable the sweep asks only whether the gradient leads
+        anywhere, not for the tightest number."""
+        if self.smoothed is None:
+            cls = ATTACKS.get("pgd")
+            params = {"steps": SWEEP_STEPS, "random_start": False, "loss": "margin"}
+            return cls(cls.Params.model_validate(params)), f"PGD-{SWEEP_STEPS} (margin loss"
+        attack = smoothed_pgd(self.smoothed, steps=SWEEP_STEPS, random_start=False)
+        return attack, f"{self.name}, {SWEEP_STEPS} steps (cross-entropy of the mean softmax"
+
+    def own_noise(self, cls: type[Attack], params: dict[str, Any]) -> dict[str, Any]:
+        """A cell attack's ``params`` with the checks' seed, when it draws smoothing noise."""
+        if self.smoothed is None or not issubclass(cls, SmoothedPGD):
+            return params
+        return {**params, "seed": self.smoothed.seed}
+
+
+def smoothed_pgd(draws: SmoothedPGDParams, **params: Any) -> Attack:
+    """The registered ``smoothed-pgd`` with ``params`` and the m and seed of ``draws``."""
+    cls = ATTACKS.get("smoothed-pgd")
+    return cls(cls.Params.model_validate({"m": draws.m, "seed": draws.seed, **params}))
+
+
+def family(cell: CellEvidence, pipeline: Pipeline) -> Family:
+    """The family for the cell's ``pipeline``: m from the cell's first smoothed attack (the attack's default
+    when it ran none), the seed one above every seed its smoothed attacks used."""
+    if declared_smoothing(pipeline) is None:
+        return Family()
+    ran = [SmoothedPGDParams.model_validate(a.config["params"]) for a in cell.attacks
+           if issubclass(attack_class(a), SmoothedPGD)]
+    m = ran[0].m if ran else SmoothedPGDParams().m
+    return Family(SmoothedPGDParams(m=m, seed=1 + max((p.seed for p in ran), default=0)))
+
+
 def strongest(cell: CellEvidence) -> AttackEvidence:
     """The gradient attack (any attack when none is) that fooled the largest share of the check examples it
     ran on, whose BPDA setting the checks copy. The share, not the robust count: in a cascade an attack runs
@@ -140,7 +228,8 @@ def sign_test(wins: int, losses: int) -> float:
 
 @register_check("iterative-beats-fgsm", runs_attacks=True)
 def iterative_beats_fgsm(cell: CellEvidence) -> CheckResult:
-    """One gradient step must not beat many: when FGSM wins, the iterative attacks are stuck (masking).
+    """One gradient step must not beat many: when FGSM wins, the iterative attacks are stuck (masking). On a
+    smoothed pipeline the one step is ``smoothed-pgd``'s (:meth:`Family.one_step`).
 
     The tolerance is a paired one-sided sign test (McNemar): only examples the two disagree on carry
     information, and under "equally strong" each goes either way with probability 1/2. The check fails when
@@ -155,7 +244,9 @@ def iterative_beats_fgsm(cell: CellEvidence) -> CheckResult:
     if not iterative:
         return not_applicable("the cell ran no iterative attack")
     bpda = bpda_of(strongest(cell))
-    fgsm = run_on_checks(cell, pipeline_with(cell, bpda), ATTACKS.get("fgsm")())
+    pipeline = pipeline_with(cell, bpda)
+    one_step, name = family(cell, pipeline).one_step(cell.threat.eps)
+    fgsm = run_on_checks(cell, pipeline, one_step)
     fgsm_robust = fgsm.robust
     iter_robust = worst_case(iterative, n)
     fgsm_wins = int((iter_robust & ~fgsm_robust).sum())
@@ -163,11 +254,11 @@ def iterative_beats_fgsm(cell: CellEvidence) -> CheckResult:
     p = sign_test(fgsm_wins, fgsm_loses)
     detail = (
         f"robust accuracy on the first {n}: iterative worst case {pct(int(iter_robust.sum()), n)}, "
-        f"FGSM ({bpda_text(bpda)}) {pct(int(fgsm_robust.sum()), n)}; FGSM alone fools "
+        f"{name} ({bpda_text(bpda)}) {pct(int(fgsm_robust.sum()), n)}; {name} alone fools "
         f"{fgsm_wins}, the iterative attacks alone fool {fgsm_loses} (one-sided sign test p={p:.3g})"
     )
     if p < ALPHA:
-        return CheckResult(False, detail + ": FGSM is stronger than the iterative attacks, a sign of "
+        return CheckResult(False, detail + f": {name} is stronger than the iterative attacks, a sign of "
                                            "gradient masking or a broken step size", fooled(fgsm))
     return CheckResult(True, detail, fooled(fgsm))
 
@@ -190,7 +281,9 @@ def eps_sweep_to_chance(cell: CellEvidence) -> CheckResult:
     looks for; and it uses the margin loss, whose gradient does not vanish when the softmax saturates. It runs
     with the BPDA setting of the cell's strongest attack (named in the detail) and stops at the first radius
     that reaches chance. Chance is 1/classes plus a one-sided binomial margin: the 95% quantile of correct
-    answers by guessing. Examples it fools at radii no larger than the cell's are counterexamples.
+    answers by guessing. Examples it fools at radii no larger than the cell's are counterexamples. On a
+    smoothed pipeline it is ``smoothed-pgd`` with the same steps and no random start (:meth:`Family.sweep`,
+    which says why cross-entropy stands in for the margin loss there).
     """
     problem = pgd_norm_problem(cell.threat)
     if problem:
@@ -200,11 +293,10 @@ def eps_sweep_to_chance(cell: CellEvidence) -> CheckResult:
     model = strongest(cell)
     bpda = bpda_of(model)
     top = sweep_top(cell.threat, cell.data.info.input_shape)
-    cls = ATTACKS.get("pgd")
-    attack = cls(cls.Params.model_validate({"steps": SWEEP_STEPS, "random_start": False, "loss": "margin"}))
     pipeline = pipeline_with(cell, bpda)
-    swept = (f"PGD-{SWEEP_STEPS} (margin loss, no random start, {bpda_text(bpda)} as in the cell's strongest "
-             f"attack {model.label}) on the first {n}")
+    attack, name = family(cell, pipeline).sweep()
+    swept = (f"{name}, no random start, {bpda_text(bpda)} as in the cell's strongest attack "
+             f"{model.label}) on the first {n}")
     seen = []
     counter = torch.zeros(n, dtype=torch.bool)
     for fraction in SWEEP_FRACTIONS:
@@ -224,8 +316,9 @@ def eps_sweep_to_chance(cell: CellEvidence) -> CheckResult:
 
 @register_check("steps-doubling-stable", runs_attacks=True)
 def steps_doubling_stable(cell: CellEvidence) -> CheckResult:
-    """Doubling the steps of the cell's first PGD-family attack must not fool significantly more examples;
-    if it does, the attack had not converged and the cell's number is too high.
+    """Doubling the steps of the cell's first PGD-family attack (``smoothed-pgd``'s included, then with noise
+    of its own: :class:`Family`) must not fool significantly more examples; if it does, the attack had not
+    converged and the cell's number is too high.
 
     Both runs are over the same check examples, so the test is paired and one-sided, as
     ``iterative-beats-fgsm``'s: only examples fooled by exactly one of the runs carry information, and under
@@ -238,21 +331,30 @@ def steps_doubling_stable(cell: CellEvidence) -> CheckResult:
     problem = pgd_norm_problem(cell.threat)
     if problem:
         return not_applicable(problem)
-    first = next((a for a in cell.attacks if is_iterative_pgd(a)), None)
+    first = next((a for a in cell.attacks if is_iterative(a)), None)
     if first is None:
         return not_applicable("the cell ran no iterative PGD-family attack")
     n = cell.n_checks
     cls = attack_class(first)
     steps = int(first.config["params"]["steps"])
-    doubled = cls(cls.Params.model_validate({**first.config["params"], "steps": 2 * steps}))
-    again_out = run_on_checks(cell, pipeline_with(cell, bpda_of(first)), doubled)
+    pipeline = pipeline_with(cell, bpda_of(first))
+    checks = family(cell, pipeline)
+    try:
+        params = cls.Params.model_validate(
+            checks.own_noise(cls, {**first.config["params"], "steps": 2 * steps}))
+    except ValidationError:
+        return not_applicable(f"{first.label} ({cls.__name__}) does not accept {2 * steps} steps: its preset "
+                              "fixes the budget")
+    doubled = cls(params)
+    again_out = run_on_checks(cell, pipeline, doubled)
     stored, rerun = standalone(cell, first)
     again = again_out.robust
     counter = fooled(again_out) | (fooled(rerun) if rerun is not None else torch.zeros_like(again))
     only_doubled, only_stored = int((stored & ~again).sum()), int((again & ~stored).sum())
     p = sign_test(only_doubled, only_stored)
+    named = f"{first.label} ({checks.name})" if issubclass(cls, SmoothedPGD) else first.label
     detail = (
-        f"{first.label}: {steps} -> {2 * steps} steps on the first {n}: robust {pct(int(stored.sum()), n)} "
+        f"{named}: {steps} -> {2 * steps} steps on the first {n}: robust {pct(int(stored.sum()), n)} "
         f"{'stored' if rerun is None else 'alone (rerun: it ran in a cascade)'}, "
         f"{pct(int(again.sum()), n)} doubled ({only_doubled} fooled only with doubled steps, {only_stored} "
         f"only with the {'stored' if rerun is None else 'rerun'} run; one-sided sign test p={p:.3g})"
@@ -270,7 +372,10 @@ def whitebox_beats_transfer(cell: CellEvidence) -> CheckResult:
 
     The transfer attack is the cell's first PGD-family attack (the registered ``pgd`` when there is none),
     so the two differ only in what they can see, except that it proposes its final iterate (``keep: final``):
-    the first one to fool the bare classifier barely crosses its boundary and would rarely transfer. The
+    the first one to fool the bare classifier barely crosses its boundary and would rarely transfer. On a
+    smoothed pipeline it is the registered ``pgd`` too: the bare classifier declares no smoothing, so there
+    is no g to attack with ``smoothed-pgd``; its examples are judged through the full pipeline, by PREDICT
+    on fresh noise as in the harness, and re-judged by a larger PREDICT. The
     white-box worst case leaves out the cell's own transfer attacks. Where the white-box attacks skipped
     check examples (a cascade, after a transfer attack broke them), they are rerun alone on those
     (:func:`white_box_robust`), so every check example is judged by the white-box attacks.
@@ -306,17 +411,20 @@ def whitebox_beats_transfer(cell: CellEvidence) -> CheckResult:
     if n_rerun:
         detail += (f"; {n_rerun} check examples the white-box attacks skipped (a cascade) were judged by "
                    "rerunning them alone")
-    if full.randomized and bool(missed_mask.any()):
-        # One majority vote can go either way on a borderline example. The transfer attack's wins count
-        # against the cell only where its example still fools a much larger fresh vote: then a reliable
-        # adversarial example exists that the cell counted as robust, whatever the white-box attacks drew.
+    smoothed = declared_smoothing(full) is not None
+    if (full.randomized or smoothed) and bool(missed_mask.any()):
+        # One majority vote, or one PREDICT, can go either way on a borderline example. The transfer attack's
+        # wins count against the cell only where its example still fools a much larger fresh judgment: then
+        # a reliable adversarial example exists that the cell counted as robust, whatever the white-box
+        # attacks drew.
         confirm = Pipeline(full.classifier, full.frontend, vote_draws=CONFIRM_VOTES * full.vote_draws)
+        predict = SmoothedPredict(n=CONFIRM_VOTES * PREDICT_N) if smoothed else None
         x_missed = torch.cat(advs)[missed_mask].to(cell.ctx.device)
         y_missed = check_data(cell).labels[missed_mask].to(cell.ctx.device)
         with torch.no_grad():
-            still_fooled = confirm.predict(x_missed) != y_missed
-        detail += (f"; re-judged by {confirm.vote_draws} fresh draws, {int(still_fooled.sum())} still fool "
-                   "the pipeline")
+            still_fooled = judged(confirm, x_missed, classes, predict) != y_missed
+        detail += (f"; re-judged by {passes_per_prediction(confirm, predict)} fresh draws"
+                   f"{' (PREDICT)' if smoothed else ''}, {int(still_fooled.sum())} still fool the pipeline")
         missed = int(still_fooled.sum())
     else:
         missed = int(missed_mask.sum())
