@@ -446,6 +446,8 @@ class Planner:
         upstream = _dedupe([*fe.scale_notes, *self.graph[tkey].scale_notes, *eval_notes])
         arch = tcfg.arch or tcfg.source
         assert arch is not None  # the classifier's schema demands one of them
+        # A defense certified at several sigmas has one pipeline per sigma: the labels tell them apart.
+        pipeline = defense if front_end.sigma is None else f"{defense} sigma={front_end.sigma:g}"
 
         def use(
             threat: str,
@@ -516,7 +518,7 @@ class Planner:
                     budget_notes.extend(notes)
                     job = self.graph.add(
                         JobSpec(
-                            f"{aname} {threat.norm} eps={eps:g}: {defense} -> {target}",
+                            f"{aname} {threat.norm} eps={eps:g}: {pipeline} -> {target}",
                             config,
                             (fe.key, tkey, *(previous if aname in cascade else ())),
                             evald.identity,
@@ -539,7 +541,7 @@ class Planner:
                 labels = [aname for aname, _ in chosen]
                 cell = self.graph.add(
                     JobSpec(
-                        f"cell {threat.norm} eps={eps:g}: {defense} -> {target}",
+                        f"cell {threat.norm} eps={eps:g}: {pipeline} -> {target}",
                         cell_config,
                         (fe.key, tkey, *attack_keys, *smaller),
                         evald.identity,

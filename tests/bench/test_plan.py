@@ -658,3 +658,7 @@ def test_an_init_is_planned_at_the_sigma_of_the_front_end_it_starts(env: Env) ->
         init = planned.graph[job.deps[-1]]
         assert init.config["params"]["objective"] == "mse"
         assert init.config["params"]["sigma"] == job.config["params"]["sigma"]
+    # The evaluation jobs of the two pipelines say which sigma they attack.
+    cells = sorted(s.label for s in planned.graph if s.kind == "cell")
+    expected = [f"cell linf eps={e}: tuned sigma={s} -> A" for e in (0.1, 0.3) for s in (0.25, 0.5)]
+    assert cells == expected
