@@ -41,7 +41,6 @@ the first ``eps_ramp_epochs`` epochs. Set both to 0 for the paper's schedule as 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -57,7 +56,7 @@ from bench.api import (
     FrontEnd,
     ImageData,
     JobContext,
-    Progress,
+    ShuffledBatches,
     Stateful,
     Threat,
     TrainingState,
@@ -264,29 +263,21 @@ class AAA(Defense):
             else None
         )
         gen = ctx.generator(salt=TRAIN_SALT, device=device)
-        images, labels = train.images.to(device), train.labels.to(device)
-        n = len(train)
-        steps_per_epoch = math.ceil(n / params.batch_size)
+        batches = ShuffledBatches(ctx, gen, params.batch_size, train.images, train.labels)
         totals = torch.zeros(3, device=device)  # ce, mse, adversarial accuracy of the last epoch
         values: dict[str, Any] = dict(totals=totals, epochs_run=0, lr_reductions=0, validation={})
         parts: dict[str, Stateful | None] = {"frontend": frontend, "optimizer": opt, "scheduler": plateau}
         # Warm-up epochs come first in the same loop, so a run killed during them resumes there too.
         state = TrainingState(ctx, parts, {"aaa": gen}, values)
-        epochs = params.warmup_epochs + params.epochs
-        bar = ctx.progress(epochs * steps_per_epoch, "train aaa", unit="step")
-        bar.update(state.start * steps_per_epoch)
-        ramp_steps = max(1.0, params.eps_ramp_epochs * steps_per_epoch)
-        for epoch in state.epochs(epochs):
-            order = torch.randperm(n, generator=gen, device=device)
+        ramp_steps = max(1.0, params.eps_ramp_epochs * batches.steps)
+        for epoch in batches.epochs(state, params.warmup_epochs + params.epochs, "train aaa"):
             if epoch < params.warmup_epochs:
-                self._warm_up(frontend, opt, images, order, params, ctx, bar)
+                self._warm_up(frontend, opt, batches, ctx)
                 continue
             totals.zero_()
-            for s in range(steps_per_epoch):
-                idx = order[s * params.batch_size : (s + 1) * params.batch_size]
-                x, y = images[idx].float().div_(255.0), labels[idx]
+            for s, (x, y) in enumerate(batches):
                 guide = guides[int(torch.randint(len(guides), (1,), generator=gen, device=device))]
-                step = (epoch - params.warmup_epochs) * steps_per_epoch + s
+                step = (epoch - params.warmup_epochs) * batches.steps + s
                 eps = params.eps * min(1.0, (step + 1) / ramp_steps)
                 objective = cross_entropy_through(frontend, [guide], y)
                 threat = Threat(params.norm, eps)
@@ -301,15 +292,13 @@ class AAA(Defense):
                 torch.autograd.backward(loss)
                 opt.step()
                 totals += torch.stack([ce.detach(), mse.detach(), (logits.argmax(1) == y).float().mean()])
-                bar.update(1)
             state.values["epochs_run"] = epoch + 1 - params.warmup_epochs
             if val is not None and plateau is not None:
                 ended = self._plateau(frontend, guides, val, params, ctx, state, plateau)
                 if ended:
                     break
-        bar.close()
         frontend.eval()
-        last = (totals / steps_per_epoch).tolist()
+        last = (totals / batches.steps).tolist()
         metrics = {
             "train_wall_s": state.elapsed_s(),
             "epochs_run": float(state.values["epochs_run"]),
@@ -345,23 +334,15 @@ class AAA(Defense):
 
     @staticmethod
     def _warm_up(
-        frontend: FrontEnd,
-        opt: torch.optim.Optimizer,
-        images: torch.Tensor,
-        order: torch.Tensor,
-        params: Any,
-        ctx: JobContext,
-        bar: Progress,
+        frontend: FrontEnd, opt: torch.optim.Optimizer, batches: ShuffledBatches, ctx: JobContext
     ) -> None:
         """One epoch of plain reconstruction."""
-        for s in range(0, images.shape[0], params.batch_size):
-            x = images[order[s : s + params.batch_size]].float().div_(255.0)
+        for x, _ in batches:
             with ctx.autocast():
                 loss = F.mse_loss(frontend(x).float(), x)
             opt.zero_grad(set_to_none=True)
             torch.autograd.backward(loss)
             opt.step()
-            bar.update(1)
 
 
 def training_loss(params: Any, ce: torch.Tensor, mse: torch.Tensor) -> torch.Tensor:

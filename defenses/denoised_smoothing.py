@@ -43,7 +43,6 @@ images (``n_val``) only give metrics of the trained denoiser.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -60,6 +59,7 @@ from bench.api import (
     GaussianSmoothing,
     ImageData,
     JobContext,
+    ShuffledBatches,
     Stateful,
     TrainingState,
     register_defense,
@@ -276,33 +276,24 @@ class DenoisedSmoothing(Defense):
             )
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=params.lr_step, gamma=params.lr_gamma)
         gen = ctx.generator(salt=TRAIN_SALT, device=device)
-        images, labels = train.images.to(device), train.labels.to(device)
-        n = len(train)
-        steps_per_epoch = math.ceil(n / params.batch_size)
+        batches = ShuffledBatches(ctx, gen, params.batch_size, train.images, train.labels)
         totals = torch.zeros(2, device=device)  # loss, and (guided objectives) agreement with the target
         parts: dict[str, Stateful | None] = {"frontend": frontend, "optimizer": opt, "scheduler": sched}
         state = TrainingState(ctx, parts, {"denoised-smoothing": gen}, {"totals": totals})
-        bar = ctx.progress(params.epochs * steps_per_epoch, "train denoiser", unit="step")
-        bar.update(state.start * steps_per_epoch)
-        for epoch in state.epochs(params.epochs):
-            order = torch.randperm(n, generator=gen, device=device)
+        for epoch in batches.epochs(state, params.epochs, "train denoiser"):
             totals.zero_()
-            for s in range(steps_per_epoch):
-                idx = order[s * params.batch_size : (s + 1) * params.batch_size]
-                x, y = images[idx].float().div_(255.0), labels[idx]
+            for s, (x, y) in enumerate(batches):
                 noisy = x + params.noise_sigma * torch.randn(x.shape, generator=gen, device=device)
-                turn = (epoch * steps_per_epoch + s) % len(guides) if guides else 0
+                turn = (epoch * batches.steps + s) % len(guides) if guides else 0
                 guide = guides[turn] if params.objective in GUIDED else None
                 loss, agree = self.loss(frontend, guide, x, noisy, y, params.objective, ctx)
                 opt.zero_grad(set_to_none=True)
                 torch.autograd.backward(loss)
                 opt.step()
                 totals += torch.stack([loss.detach(), agree])
-                bar.update(1)
             sched.step()
-        bar.close()
         frontend.eval()
-        last = (totals / steps_per_epoch).tolist()
+        last = (totals / batches.steps).tolist()
         metrics = {"train_wall_s": state.elapsed_s(), "final_epoch_loss": last[0]}
         if params.objective in GUIDED:
             metrics["final_epoch_train_agreement"] = last[1]

@@ -26,7 +26,6 @@ valid pixel. With several guides each batch goes through one drawn at random, as
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar
 
@@ -43,6 +42,7 @@ from bench.api import (
     GaussianSmoothing,
     ImageData,
     JobContext,
+    ShuffledBatches,
     Stateful,
     TrainingState,
     register_defense,
@@ -154,25 +154,18 @@ class IRS(Defense):
         ctx.seed_everything()
         device = ctx.device
         frontend.to(device).train()
-        n = len(train)
-        steps_per_epoch = math.ceil(n / params.batch_size)
         opt = torch.optim.SGD(
             frontend.parameters(), lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
         )
         gen = ctx.generator(salt=TRAIN_SALT, device=device)
         scales = pixel_noise_scales(frontend, train.info.input_shape[0], device)
-        images, labels = train.images.to(device), train.labels.to(device)
+        batches = ShuffledBatches(ctx, gen, params.batch_size, train.images, train.labels)
         totals = torch.zeros(3, device=device)  # cross-entropy, MAE, guide accuracy on the denoised images
         parts: dict[str, Stateful | None] = {"frontend": frontend, "optimizer": opt}
         state = TrainingState(ctx, parts, {"irs": gen}, {"totals": totals})
-        bar = ctx.progress(params.epochs * steps_per_epoch, "train irs", unit="step")
-        bar.update(state.start * steps_per_epoch)
-        for _ in state.epochs(params.epochs):
-            order = torch.randperm(n, generator=gen, device=device)
+        for _ in batches.epochs(state, params.epochs, "train irs"):
             totals.zero_()
-            for s in range(steps_per_epoch):
-                idx = order[s * params.batch_size : (s + 1) * params.batch_size]
-                x, y = images[idx].float().div_(255.0), labels[idx]
+            for x, y in batches:
                 i = int(torch.randint(len(guides), (1,), generator=gen, device=device))
                 noisy = x + scales * torch.randn(x.shape, generator=gen, device=device)
                 with ctx.autocast():
@@ -182,10 +175,8 @@ class IRS(Defense):
                 torch.autograd.backward(loss)
                 opt.step()
                 totals += torch.cat([terms.detach(), hits.view(1)])
-                bar.update(1)
-        bar.close()
         frontend.eval()
-        last = (totals / steps_per_epoch).tolist()
+        last = (totals / batches.steps).tolist()
         metrics = {
             "train_wall_s": state.elapsed_s(),
             "final_epoch_ce": last[0],

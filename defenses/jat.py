@@ -27,7 +27,6 @@ them, and transferred, with other (independently trained) classifiers, Cann et a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -43,6 +42,7 @@ from bench.api import (
     FrontEnd,
     ImageData,
     JobContext,
+    ShuffledBatches,
     Stateful,
     Threat,
     TrainingState,
@@ -99,33 +99,26 @@ class JAT(Defense):
         ctx.seed_everything()
         device = ctx.device
         modules: list[nn.Module] = [frontend.to(device).train(), *(g.to(device).train() for g in guides)]
-        n = len(train)
-        steps_per_epoch = math.ceil(n / params.batch_size)
         opt = torch.optim.SGD(
             [p for m in modules for p in m.parameters()],
             lr=params.lr,
             momentum=params.momentum,
             weight_decay=params.weight_decay,
         )
-        total = params.epochs * steps_per_epoch
+        gen = ctx.generator(salt=TRAIN_SALT, device=device)
+        batches = ShuffledBatches(ctx, gen, params.batch_size, train.images, train.labels)
+        total = params.epochs * batches.steps
         milestones = sorted({round(f * total) for f in params.lr_milestones})
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=params.lr_decay)
-        gen = ctx.generator(salt=TRAIN_SALT, device=device)
-        images, labels = train.images.to(device), train.labels.to(device)
         threat = Threat(params.norm, params.eps)
         totals = torch.zeros(2, device=device)  # cross-entropy, adversarial accuracy (mean over classifiers)
         parts: dict[str, Stateful | None] = {"frontend": frontend}
         parts.update({f"classifier-{i}": g for i, g in enumerate(guides)})
         parts.update(optimizer=opt, scheduler=sched)
         state = TrainingState(ctx, parts, {"jat": gen}, {"totals": totals})
-        bar = ctx.progress(total, "train jat", unit="step")
-        bar.update(state.start * steps_per_epoch)
-        for _ in state.epochs(params.epochs):
-            order = torch.randperm(n, generator=gen, device=device)
+        for _ in batches.epochs(state, params.epochs, "train jat"):
             totals.zero_()
-            for s in range(steps_per_epoch):
-                idx = order[s * params.batch_size : (s + 1) * params.batch_size]
-                x, y = images[idx].float().div_(255.0), labels[idx]
+            for x, y in batches:
                 with running_statistics_kept(modules):
                     objective = cross_entropy_through(frontend, guides, y)
                     x_adv = pgd(objective, x, threat, params.attack_step, params.attack_steps, gen, ctx)
@@ -136,11 +129,9 @@ class JAT(Defense):
                 opt.step()
                 sched.step()
                 totals += torch.stack([loss.detach(), hits])
-                bar.update(1)
-        bar.close()
         for m in modules:
             m.eval()
-        last = (totals / steps_per_epoch).tolist()
+        last = (totals / batches.steps).tolist()
         metrics = {
             "train_wall_s": state.elapsed_s(),
             "final_epoch_ce": last[0],

@@ -23,7 +23,6 @@ costs what one guide costs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -39,6 +38,7 @@ from bench.api import (
     FrontEnd,
     ImageData,
     JobContext,
+    ShuffledBatches,
     Stateful,
     Threat,
     TrainingState,
@@ -119,8 +119,8 @@ class Robustifier(Defense):
         device = ctx.device
         frontend.to(device).train()
         layers = [guide_layers(g, params.guide_layers, i, len(guides)) for i, g in enumerate(guides)]
-        n = len(train)
-        steps_per_epoch = math.ceil(n / params.batch_size)
+        gen = ctx.generator(salt=TRAIN_SALT, device=device)
+        batches = ShuffledBatches(ctx, gen, params.batch_size, train.images, train.labels)
         opt = torch.optim.SGD(
             frontend.parameters(), lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
         )
@@ -128,12 +128,10 @@ class Robustifier(Defense):
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt,
             max_lr=params.lr,
-            total_steps=params.epochs * steps_per_epoch,
+            total_steps=params.epochs * batches.steps,
             pct_start=params.warmup_fraction,
             cycle_momentum=False,
         )
-        gen = ctx.generator(salt=TRAIN_SALT, device=device)
-        images, labels = train.images.to(device), train.labels.to(device)
         threat = Threat(params.norm, params.eps)
         totals = torch.zeros(4, device=device)  # ce, image mse, activation mse, adversarial accuracy
         # Early stopping's bookkeeping rides in the checkpoint too: the best weights so far, their score and
@@ -141,14 +139,9 @@ class Robustifier(Defense):
         values = dict(totals=totals, epochs_run=0, best=None, best_score=-1.0, best_epoch=0, stale=0)
         parts: dict[str, Stateful | None] = {"frontend": frontend, "optimizer": opt, "scheduler": sched}
         state = TrainingState(ctx, parts, {"robustifier": gen}, values)
-        bar = ctx.progress(params.epochs * steps_per_epoch, "train robustifier", unit="step")
-        bar.update(state.start * steps_per_epoch)
-        for epoch in state.epochs(params.epochs):
-            order = torch.randperm(n, generator=gen, device=device)
+        for epoch in batches.epochs(state, params.epochs, "train robustifier"):
             totals.zero_()
-            for s in range(steps_per_epoch):
-                idx = order[s * params.batch_size : (s + 1) * params.batch_size]
-                x, y = images[idx].float().div_(255.0), labels[idx]
+            for x, y in batches:
                 i = int(torch.randint(len(guides), (1,), generator=gen, device=device))
                 objective = cross_entropy_through(frontend, [guides[i]], y)
                 x_adv = pgd(objective, x, threat, params.attack_step, params.attack_steps, gen, ctx)
@@ -159,15 +152,13 @@ class Robustifier(Defense):
                 opt.step()
                 sched.step()
                 totals += torch.cat([terms.detach(), hits.view(1)])
-                bar.update(1)
             state.values["epochs_run"] = epoch + 1
             if val is not None and self._stop_early(frontend, guides, val, params, ctx, state, epoch):
                 break
-        bar.close()
         if state.values["best"] is not None:
             frontend.load_state_dict(state.values["best"])
         frontend.eval()
-        last = (totals / steps_per_epoch).tolist()
+        last = (totals / batches.steps).tolist()
         metrics = {
             "train_wall_s": state.elapsed_s(),
             "epochs_run": float(state.values["epochs_run"]),
@@ -234,6 +225,13 @@ class Robustifier(Defense):
     ) -> dict[str, float]:
         threat = Threat(params.norm, params.eps)
         return robust_accuracy(
-            frontend, guides, val, threat, params.attack_step, params.attack_steps, params.batch_size, ctx,
+            frontend,
+            guides,
+            val,
+            threat,
+            params.attack_step,
+            params.attack_steps,
+            params.batch_size,
+            ctx,
             VAL_SALT,
         )

@@ -20,7 +20,6 @@ of the run. The paper names no U-Net width; ours defaults to S = 8, the classic 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +33,7 @@ from bench.api import (
     FrontEnd,
     ImageData,
     JobContext,
+    ShuffledBatches,
     Stateful,
     Threat,
     TrainingState,
@@ -85,30 +85,23 @@ class RTFE(Defense):
         ctx.seed_everything()
         device = ctx.device
         frontend.to(device).train()
-        n = len(train)
-        steps_per_epoch = math.ceil(n / params.batch_size)
         opt = torch.optim.SGD(
             frontend.parameters(), lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
         )
-        total = params.epochs * steps_per_epoch
+        gen = ctx.generator(salt=TRAIN_SALT, device=device)
+        batches = ShuffledBatches(ctx, gen, params.batch_size, train.images, train.labels)
+        total = params.epochs * batches.steps
         sched: torch.optim.lr_scheduler.LRScheduler | None = None
         if params.lr_milestones:
             milestones = sorted({round(f * total) for f in params.lr_milestones})
             sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=params.lr_decay)
-        gen = ctx.generator(salt=TRAIN_SALT, device=device)
-        images, labels = train.images.to(device), train.labels.to(device)
         threat = Threat(params.norm, params.eps)
         totals = torch.zeros(2, device=device)  # logit loss, adversarial accuracy (mean over guides)
         parts: dict[str, Stateful | None] = {"frontend": frontend, "optimizer": opt, "scheduler": sched}
         state = TrainingState(ctx, parts, {"rtfe": gen}, {"totals": totals})
-        bar = ctx.progress(params.epochs * steps_per_epoch, "train rtfe", unit="step")
-        bar.update(state.start * steps_per_epoch)
-        for _ in state.epochs(params.epochs):
-            order = torch.randperm(n, generator=gen, device=device)
+        for _ in batches.epochs(state, params.epochs, "train rtfe"):
             totals.zero_()
-            for s in range(steps_per_epoch):
-                idx = order[s * params.batch_size : (s + 1) * params.batch_size]
-                x, y = images[idx].float().div_(255.0), labels[idx]
+            for x, y in batches:
                 objective = cross_entropy_through(frontend, guides, y)
                 x_adv = pgd(objective, x, threat, params.attack_step, params.attack_steps, gen, ctx)
                 with ctx.autocast():
@@ -119,10 +112,8 @@ class RTFE(Defense):
                 if sched is not None:
                     sched.step()
                 totals += torch.stack([loss.detach(), hits])
-                bar.update(1)
-        bar.close()
         frontend.eval()
-        last = (totals / steps_per_epoch).tolist()
+        last = (totals / batches.steps).tolist()
         metrics = {
             "train_wall_s": state.elapsed_s(),
             "final_epoch_logit_loss": last[0],

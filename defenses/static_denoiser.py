@@ -16,7 +16,6 @@ boundary.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -35,6 +34,7 @@ from bench.api import (
     ImageData,
     JobContext,
     Pipeline,
+    ShuffledBatches,
     Stateful,
     Threat,
     TrainingState,
@@ -88,32 +88,25 @@ class StaticDenoiser(Defense):
         frontend.to(device).train()
         opt = torch.optim.Adam(frontend.parameters(), lr=params.lr)
         gen = ctx.generator(salt=0x5D, device=device)
-        n = len(train)
-        steps_per_epoch = math.ceil(n / params.batch_size)
+        batches = ShuffledBatches(ctx, gen, params.batch_size, adv, clean)
         epoch_mse = torch.zeros((), device=device)
         parts: dict[str, Stateful | None] = {"frontend": frontend, "optimizer": opt}
         state = TrainingState(ctx, parts, {"shuffle": gen}, {"mse": epoch_mse})
-        bar = ctx.progress(params.epochs * steps_per_epoch, "train static-denoiser", unit="step")
-        bar.update(state.start * steps_per_epoch)
-        for _ in state.epochs(params.epochs):
-            order = torch.randperm(n, generator=gen, device=device)
+        for _ in batches.epochs(state, params.epochs, "train static-denoiser"):
             epoch_mse.zero_()
-            for s in range(steps_per_epoch):
-                idx = order[s * params.batch_size : (s + 1) * params.batch_size]
+            for x_adv, x in batches:
                 with ctx.autocast():
-                    loss = F.mse_loss(frontend(adv[idx]).float(), clean[idx])
+                    loss = F.mse_loss(frontend(x_adv).float(), x)
                 opt.zero_grad(set_to_none=True)
                 torch.autograd.backward(loss)
                 opt.step()
                 epoch_mse += loss.detach()
-                bar.update(1)
-        bar.close()
         frontend.eval()
         return {
             "train_wall_s": attack_s + state.elapsed_s(),
             "static_attack_wall_s": attack_s,
             "static_attack_success": fooled,
-            "final_epoch_mse": float(epoch_mse) / steps_per_epoch,
+            "final_epoch_mse": float(epoch_mse) / batches.steps,
         }
 
 

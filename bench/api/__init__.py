@@ -7,6 +7,7 @@ is imported through its ``frontline.*`` entry point, so a third-party package is
 """
 
 from bench.api.attack import ATTACKS, Attack, AttackParams, register_attack
+from bench.api.batches import ShuffledBatches
 from bench.api.checkpoints import Checkpoint, Checkpoints
 from bench.api.checks import (
     ATTACK_CHECKS,
@@ -112,6 +113,7 @@ __all__ = [
     "Registry",
     "SourceCheck",
     "SourceLoader",
+    "ShuffledBatches",
     "Stateful",
     "StraightThrough",
     "Threat",

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from torch import nn
 
+from bench.api.batches import ShuffledBatches
 from bench.api.context import JobContext
 from bench.api.data import ImageData
 from bench.api.registry import Registry
@@ -92,50 +93,41 @@ class Recipe(ABC):
         if ctx.use_channels_last:
             model.to(memory_format=torch.channels_last)
         step_model: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if params.compile else model
-        images = train.images.to(device)
-        labels = train.labels.to(device)
-        n = len(train)
-        steps_per_epoch = math.ceil(n / params.batch_size)
-        opt, sched = self.make_optimizer(model, params, steps_per_epoch)
         gen = ctx.generator(salt=0x7A, device=device)
+        batches = ShuffledBatches(ctx, gen, params.batch_size, train.images, train.labels)
+        opt, sched = self.make_optimizer(model, params, batches.steps)
         loss_sum = torch.zeros((), device=device)
         parts: dict[str, Stateful | None] = {"model": model, "optimizer": opt, "scheduler": sched}
         state = TrainingState(ctx, parts, {"shuffle": gen}, {"loss_sum": loss_sum})
-        bar = ctx.progress(params.epochs * steps_per_epoch, "train classifier", unit="step")
-        bar.update(state.start * steps_per_epoch)
         model.train()
-        for _ in state.epochs(params.epochs):
-            order = torch.randperm(n, generator=gen, device=device)
+        for _ in batches.epochs(state, params.epochs, "train classifier"):
             loss_sum.zero_()
-            for s in range(steps_per_epoch):
-                idx = order[s * params.batch_size : (s + 1) * params.batch_size]
-                x = self.augment(images[idx].float().div_(255.0), params, gen)
+            for x, y in batches:
+                x = self.augment(x, params, gen)
                 if ctx.use_channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                x = self.train_inputs(model, x, labels[idx], params, gen)
+                x = self.train_inputs(model, x, y, params, gen)
                 if params.noise_sigma > 0:
                     # From the checkpointed stream, so a resumed run draws the noise it would have drawn.
                     noise = torch.randn(x.shape, generator=gen, device=device, dtype=x.dtype)
                     x = x + params.noise_sigma * noise
                 with ctx.autocast():
-                    loss = F.cross_entropy(step_model(x), labels[idx])
+                    loss = F.cross_entropy(step_model(x), y)
                 opt.zero_grad(set_to_none=True)
                 torch.autograd.backward(loss)
                 opt.step()
                 if sched is not None:
                     sched.step()
                 loss_sum += loss.detach()
-                bar.update(1)
         if ctx.cuda:
             torch.cuda.synchronize(device)  # queued kernels belong to the training time
         wall = state.elapsed_s()
-        bar.close()
         model.eval()
         return {
             "train_wall_s": wall,
             # Every epoch sees each training image once, in batches that cover the permutation.
-            "train_images_per_s": params.epochs * n / wall if wall > 0 else math.inf,
-            "final_epoch_loss": float(loss_sum) / steps_per_epoch,
+            "train_images_per_s": params.epochs * len(train) / wall if wall > 0 else math.inf,
+            "final_epoch_loss": float(loss_sum) / batches.steps,
         }
 
 
