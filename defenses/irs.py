@@ -36,7 +36,6 @@ from torch import nn
 
 from bench.api import (
     ConfigError,
-    Defense,
     DefenseParams,
     FrontEnd,
     GaussianSmoothing,
@@ -47,8 +46,7 @@ from bench.api import (
     TrainingState,
     register_defense,
 )
-from defenses.guides import check_guides_fit
-from defenses.unet import UNet, build_unet, depth_problem
+from defenses.unet import UNet, UNetDefense, build_unet
 
 #: The normalization of the paper's Sec. V.C, used for CIFAR-10 and ImageNet alike.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -119,12 +117,10 @@ def channels_problem(params: IRSParams, channels: int) -> str | None:
 
 
 @register_defense("irs")
-class IRS(Defense):
+class IRS(UNetDefense):
     """U-Net denoiser for noise added after normalization, trained on λ·CE + MAE (Kumar & Narayan)."""
 
     Params = IRSParams
-    trainable = True
-    needs_data = True
 
     def build(self, params: Any, input_shape: tuple[int, int, int]) -> FrontEnd:
         problem = channels_problem(params, input_shape[0])
@@ -133,14 +129,11 @@ class IRS(Defense):
         unet = build_unet(input_shape, params.scale, params.depth, "bilinear", sigmoid=True)
         return IRSFrontEnd(unet, params.mean, params.std, params.sigma)
 
-    def epochs_at_full_scale(self, params: Any) -> int | None:
-        return int(IRSParams.model_fields["epochs"].default)
-
     def check(self, params: Any, input_shape: tuple[int, int, int], guides: Sequence[nn.Module]) -> None:
-        problem = channels_problem(params, input_shape[0]) or depth_problem(input_shape, params.depth)
+        problem = channels_problem(params, input_shape[0])
         if problem is not None:
             raise ConfigError(problem)
-        check_guides_fit(input_shape, guides)
+        super().check(params, input_shape, guides)
 
     def fit(
         self,

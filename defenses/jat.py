@@ -37,8 +37,6 @@ from pydantic import Field
 from torch import nn
 
 from bench.api import (
-    ConfigError,
-    Defense,
     FrontEnd,
     ImageData,
     JobContext,
@@ -49,8 +47,7 @@ from bench.api import (
     register_defense,
 )
 from defenses.adversarial import cross_entropy_through, pgd, robust_accuracy
-from defenses.guides import check_guides_fit
-from defenses.unet import AdversarialUNetParams, build_unet, depth_problem
+from defenses.unet import AdversarialUNetParams, UNetDefense, build_unet
 
 #: Salts of the training and validation random streams.
 TRAIN_SALT, VAL_SALT = 0x1A71, 0x1A72
@@ -64,26 +61,15 @@ class JATParams(AdversarialUNetParams):
 
 
 @register_defense("jat")
-class JAT(Defense):
+class JAT(UNetDefense):
     """U-Net and classifier adversarially trained together from scratch (Zhou et al. 2021, as Cann et al.
     2022 use it); not model-agnostic: it trains its own classifier."""
 
     Params = JATParams
-    trainable = True
-    needs_data = True
     trains_classifier = True
 
     def build(self, params: Any, input_shape: tuple[int, int, int]) -> FrontEnd:
         return build_unet(input_shape, params.scale, params.depth, "nearest", sigmoid=True)
-
-    def epochs_at_full_scale(self, params: Any) -> int | None:
-        return int(JATParams.model_fields["epochs"].default)
-
-    def check(self, params: Any, input_shape: tuple[int, int, int], guides: Sequence[nn.Module]) -> None:
-        problem = depth_problem(input_shape, params.depth)
-        if problem is not None:
-            raise ConfigError(problem)
-        check_guides_fit(input_shape, guides)
 
     def fit(
         self,

@@ -32,8 +32,6 @@ from pydantic import Field
 from torch import nn
 
 from bench.api import (
-    ConfigError,
-    Defense,
     DefenseParams,
     FrontEnd,
     ImageData,
@@ -45,8 +43,8 @@ from bench.api import (
     register_defense,
 )
 from defenses.adversarial import cross_entropy_through, pgd, robust_accuracy
-from defenses.guides import capture, check_guides_fit, check_layers_run, guide_layers
-from defenses.unet import build_unet, depth_problem
+from defenses.guides import capture, check_layers_run, guide_layers
+from defenses.unet import UNetDefense, build_unet
 
 #: Salts of the training and validation random streams.
 TRAIN_SALT, VAL_SALT = 0x4B1, 0x4B2
@@ -83,25 +81,17 @@ class RobustifierParams(DefenseParams):
 
 
 @register_defense("robustifier")
-class Robustifier(Defense):
+class Robustifier(UNetDefense):
     """U-Net trained adversarially through frozen guides with CE, image and activation losses
     (Norouzzadeh et al. 2021)."""
 
     Params = RobustifierParams
-    trainable = True
-    needs_data = True
 
     def build(self, params: Any, input_shape: tuple[int, int, int]) -> FrontEnd:
         return build_unet(input_shape, params.scale, params.depth, "bilinear", sigmoid=False)
 
-    def epochs_at_full_scale(self, params: Any) -> int | None:
-        return int(RobustifierParams.model_fields["epochs"].default)
-
     def check(self, params: Any, input_shape: tuple[int, int, int], guides: Sequence[nn.Module]) -> None:
-        problem = depth_problem(input_shape, params.depth)
-        if problem is not None:
-            raise ConfigError(problem)
-        check_guides_fit(input_shape, guides)
+        super().check(params, input_shape, guides)
         for i, guide in enumerate(guides):
             names = guide_layers(guide, params.guide_layers, i, len(guides))
             check_layers_run(guide, names, input_shape, i, len(guides))

@@ -28,8 +28,6 @@ from pydantic import Field
 from torch import nn
 
 from bench.api import (
-    ConfigError,
-    Defense,
     FrontEnd,
     ImageData,
     JobContext,
@@ -40,8 +38,7 @@ from bench.api import (
     register_defense,
 )
 from defenses.adversarial import cross_entropy_through, pgd, robust_accuracy
-from defenses.guides import check_guides_fit
-from defenses.unet import AdversarialUNetParams, build_unet, depth_problem
+from defenses.unet import AdversarialUNetParams, UNetDefense, build_unet
 
 #: Salts of the training and validation random streams.
 TRAIN_SALT, VAL_SALT = 0x47F1, 0x47F2
@@ -54,24 +51,13 @@ class RTFEParams(AdversarialUNetParams):
 
 
 @register_defense("rtfe")
-class RTFE(Defense):
+class RTFE(UNetDefense):
     """U-Net trained with a Huber logit loss against PGD through all frozen guides (Cann et al. 2022)."""
 
     Params = RTFEParams
-    trainable = True
-    needs_data = True
 
     def build(self, params: Any, input_shape: tuple[int, int, int]) -> FrontEnd:
         return build_unet(input_shape, params.scale, params.depth, "nearest", sigmoid=True)
-
-    def epochs_at_full_scale(self, params: Any) -> int | None:
-        return int(RTFEParams.model_fields["epochs"].default)
-
-    def check(self, params: Any, input_shape: tuple[int, int, int], guides: Sequence[nn.Module]) -> None:
-        problem = depth_problem(input_shape, params.depth)
-        if problem is not None:
-            raise ConfigError(problem)
-        check_guides_fit(input_shape, guides)
 
     def fit(
         self,

@@ -18,14 +18,16 @@ Every level halves the image, so the side must be divisible by 2^depth; a size t
 from __future__ import annotations
 
 import math
-from typing import Annotated, ClassVar, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from bench.api import ConfigError, DefenseParams, FrontEnd
+from bench.api import ConfigError, Defense, DefenseParams, FrontEnd
+from defenses.guides import check_guides_fit
 
 Upsampling = Literal["bilinear", "nearest"]
 
@@ -44,6 +46,24 @@ def depth_problem(input_shape: tuple[int, int, int], depth: int) -> str | None:
                 f"of at most {fits} for this input size"
             )
     return None
+
+
+class UNetDefense(Defense):
+    """A defense that trains the shared U-Net through its guides. Before any work it refuses an image size the
+    U-Net's pooling would round and guides that cannot take the images; its paper's epoch count is its
+    ``Params``' default."""
+
+    trainable = True
+    needs_data = True
+
+    def epochs_at_full_scale(self, params: Any) -> int | None:
+        return int(self.Params.model_fields["epochs"].default)
+
+    def check(self, params: Any, input_shape: tuple[int, int, int], guides: Sequence[nn.Module]) -> None:
+        problem = depth_problem(input_shape, params.depth)
+        if problem is not None:
+            raise ConfigError(problem)
+        check_guides_fit(input_shape, guides)
 
 
 class DoubleConv(nn.Sequential):
