@@ -12,6 +12,8 @@ Each repeat times ``Defense.fit`` itself (one epoch over ``--images`` real CIFAR
 train-defense job runs it, after a warm-up fit of one batch) and then one pass of each kind on a batch;
 interleaving them lets load from other users of a shared machine drift over all alike, and each figure is the
 median over repeats. The training attack is each defense's default unless ``--attack-steps`` overrides it.
+On CPU the ratio is also given in process CPU time, which other users of a shared machine stretch less than
+wall time (with one torch thread every pass runs in the calling thread).
 
     python benchmarks/frontend_training.py --threads 1 --scales 1 2 4 [--images 256] [--batch-size 128]
 """
@@ -58,12 +60,12 @@ def guide(data_dir: Path) -> nn.Module:
 
 def pass_s(
     frontend: nn.Module, net: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: JobContext, weights: bool
-) -> float:
-    """Seconds of one forward+backward pass of front-end + guide on a batch, in train mode and under the
-    job's autocast as the training step runs them: to the input only (a PGD step) or to the front-end's
-    weights as well (the training pass)."""
+) -> tuple[float, float]:
+    """Wall and process CPU seconds of one forward+backward pass of front-end + guide on a batch, in train
+    mode and under the job's autocast as the training step runs them: to the input only (a PGD step) or to
+    the front-end's weights as well (the training pass)."""
     frontend.train()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     xs = x.clone().requires_grad_(True)
     with ctx.autocast():
         loss = F.cross_entropy(net(frontend(xs)).float(), y)
@@ -73,7 +75,7 @@ def pass_s(
         torch.autograd.grad(loss, xs)
     if ctx.cuda:
         torch.cuda.synchronize(ctx.device)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start, time.process_time() - start_cpu
     frontend.zero_grad(set_to_none=True)
     return seconds
 
@@ -96,13 +98,22 @@ def cell(
     timed = data.subset(torch.arange(args.images), "timed")
     x, y = timed.float_images(ctx.device)[: args.batch_size], timed.labels[: args.batch_size].to(ctx.device)
     pass_s(frontend, net, x, y, ctx, weights=True)  # warm-up
-    fit, pgd_pass, train_pass = [], [], []
+    # Per image, wall (index 0) and CPU time (index 1) of each repeat.
+    fit: list[tuple[float, float]] = []
+    pgd_pass: list[tuple[float, float]] = []
+    train_pass: list[tuple[float, float]] = []
     for _ in range(args.repeats):
-        fit.append(defense.fit(frontend, [net], timed, None, params, ctx)["train_wall_s"] / args.images)
-        pgd_pass.append(pass_s(frontend, net, x, y, ctx, weights=False) / len(x))
-        train_pass.append(pass_s(frontend, net, x, y, ctx, weights=True) / len(x))
-    per_image, pgd, train = (statistics.median(t) for t in (fit, pgd_pass, train_pass))
+        start_cpu = time.process_time()
+        wall = defense.fit(frontend, [net], timed, None, params, ctx)["train_wall_s"]
+        fit.append((wall / args.images, (time.process_time() - start_cpu) / args.images))
+        for timings, weights in ((pgd_pass, False), (train_pass, True)):
+            seconds = pass_s(frontend, net, x, y, ctx, weights=weights)
+            timings.append((seconds[0] / len(x), seconds[1] / len(x)))
+    timed_sets = (fit, pgd_pass, train_pass)
+    per_image, pgd, train = (statistics.median(t[0] for t in ts) for ts in timed_sets)
+    cpu_image, cpu_pgd, cpu_train = (statistics.median(t[1] for t in ts) for ts in timed_sets)
     floor = steps * pgd + train
+    cpu_ratio = cpu_image / (steps * cpu_pgd + cpu_train) if ctx.device.type == "cpu" else None
     return {
         "defense": kind,
         "S": scale,
@@ -112,6 +123,7 @@ def cell(
         "floor img/s": f"{1 / floor:.1f}",
         "(k+1) passes img/s": f"{1 / ((steps + 1) * train):.1f}",
         "ratio to floor": f"{per_image / floor:.2f}",
+        "ratio (CPU time)": "-" if cpu_ratio is None else f"{cpu_ratio:.2f}",
         "CIFAR-10 epoch (h)": f"{per_image * EPOCH / 3600:.2f}",
     }
 
