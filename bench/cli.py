@@ -19,7 +19,9 @@ from bench.errors import BenchError
 from bench.regression import CORRECTIONS
 
 if TYPE_CHECKING:
+    from bench.config import MatrixConfig
     from bench.executor import Executor
+    from bench.plan import Planned
 
 DEFAULT_DB = "results.db"
 DEFAULT_ARTIFACTS = "artifacts"
@@ -306,6 +308,19 @@ def list_(what: str) -> None:
         click.echo(f"{name.ljust(width)}  {description}")
 
 
+def plan_only(matrix_path: Path, data_dir: str | None) -> tuple[MatrixConfig, Planned]:
+    """The matrix and its job graph as ``bench run`` plans them, with nothing downloaded or written."""
+    from bench.artifacts import ArtifactStore
+    from bench.jobs.env import Env
+    from bench.plan import plan_matrix
+    from bench.validate import load_valid_matrix
+
+    root = data_root(data_dir)
+    matrix = load_valid_matrix(matrix_path, root)
+    env = Env(root, False, ArtifactStore(Path(DEFAULT_ARTIFACTS)), JobContext(show_progress=False))
+    return matrix, plan_matrix(matrix, matrix_path.parent, env)
+
+
 @main.command()
 @click.option("--matrix", "matrix_path", required=True, type=click.Path(path_type=Path))
 @click.option("--data-dir", default=None)
@@ -315,16 +330,33 @@ def validate(matrix_path: Path, data_dir: str | None) -> None:
     It plans the job graph as ``bench run`` would, so a matrix it accepts gets past every check ``run``
     makes before its first job.
     """
-    from bench.artifacts import ArtifactStore
-    from bench.jobs.env import Env
-    from bench.plan import plan_matrix
-    from bench.validate import load_valid_matrix
-
-    root = data_root(data_dir)
-    matrix = load_valid_matrix(matrix_path, root)
-    env = Env(root, False, ArtifactStore(Path(DEFAULT_ARTIFACTS)), JobContext(show_progress=False))
-    planned = plan_matrix(matrix, matrix_path.parent, env)
+    matrix, planned = plan_only(matrix_path, data_dir)
     click.echo(f"{matrix_path}: ok ({len(matrix.experiments)} experiments, {len(planned.graph)} jobs)")
+
+
+@main.command()
+@click.option("--matrix", "matrix_path", required=True, type=click.Path(path_type=Path),
+              help="Matrix YAML file.")
+@click.option("--db", default=DEFAULT_DB, show_default=True, type=click.Path(path_type=Path),
+              help="Results store to read; it is opened read-only.")
+@click.option("--data-dir", default=None, help="Data root (default: $BENCH_DATA_DIR, else ./data).")
+@click.option("--all", "show_all", is_flag=True, help="List the done jobs too, with their wall time.")
+def status(matrix_path: Path, db: Path, data_dir: str | None, show_all: bool) -> None:
+    """Show how far a matrix has got in a store, without running or writing anything: per job kind how many
+    jobs are done, failed, running (leased by a live run) and pending, then each job not done.
+
+    Exit status: 0 every job done; 1 some are not; 2 bad input (a missing, foreign or newer-schema store, an
+    invalid matrix).
+    """
+    from bench.status import read_status, render
+    from bench.storage import Store
+
+    store = Store.open_readonly(db)  # first, so a wrong --db is refused before the matrix is planned
+    matrix, planned = plan_only(matrix_path, data_dir)
+    shown = read_status(store, matrix.name, planned.graph)
+    click.echo("\n".join(render(shown, show_all)))
+    if not shown.complete:
+        click.get_current_context().exit(1)
 
 
 @main.command()

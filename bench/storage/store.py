@@ -312,11 +312,9 @@ class Store:
         with self.session() as s:
             s.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=now))
             lease = s.get(Lease, key)
-            if lease is not None and lease.run_id != run_id and lease.expires_at > now:
-                holder = s.get(Run, lease.run_id)
-                alive = holder is not None and holder.status == "running"
-                if alive and holder is not None and interruption(holder, now, socket.gethostname()) is None:
-                    return Claim(taken=False, holder=lease.run_id, expires_at=lease.expires_at)
+            holder = None if lease is None or lease.run_id == run_id else s.get(Run, lease.run_id)
+            if lease is not None and holds(lease, holder, now, socket.gethostname()):
+                return Claim(taken=False, holder=lease.run_id, expires_at=lease.expires_at)
             expires = now + timedelta(seconds=seconds)
             s.merge(Lease(job_key=key, run_id=run_id, expires_at=expires))
             return Claim(taken=True, holder=run_id, expires_at=expires)
@@ -442,6 +440,15 @@ class Store:
                 run.status, run.error = "interrupted", why
         return runs
 
+    def live_leases(self, keys: Sequence[str]) -> list[Lease]:
+        """The leases on ``keys`` that hold their job now (see :func:`holds`): the jobs a live run is
+        computing. Read only, like :meth:`runs`."""
+        with self.session() as s:
+            q = select(Lease, Run).join(Run, Run.id == Lease.run_id).where(Lease.job_key.in_(list(keys)))
+            rows = s.execute(q).all()
+        now, host = utcnow(), socket.gethostname()
+        return [lease for lease, run in rows if holds(lease, run, now, host)]
+
     def run_jobs(self, run_id: int) -> list[RunJob]:
         with self.session() as s:
             return list(s.scalars(select(RunJob).where(RunJob.run_id == run_id).order_by(RunJob.id)).all())
@@ -487,6 +494,14 @@ def interruption(run: Run, now: datetime, host: str) -> str | None:
     else:
         return None
     return f"interrupted: {why}; last seen alive {seen:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def holds(lease: Lease, holder: Run | None, now: datetime, host: str) -> bool:
+    """Whether a lease still keeps its job from other runs: unexpired, and its run still running with its
+    process not gone (:func:`interruption`)."""
+    if lease.expires_at <= now or holder is None or holder.status != "running":
+        return False
+    return interruption(holder, now, host) is None
 
 
 def pid_alive(pid: int) -> bool:
