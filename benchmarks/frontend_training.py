@@ -1,21 +1,26 @@
-"""Front-end adversarial training throughput: Robustifier and RTFE on CIFAR-10 through the real pre-trained
-ResNet-20, against the floor of their training step.
+"""Front-end adversarial training throughput against the floor of the training step: Robustifier, RTFE and
+AAA on CIFAR-10 through the real pre-trained ResNet-20, and AAA's autoencoder on MNIST through model A.
 
 A training step runs k PGD steps through front-end + guide and then one training pass, so it cannot cost less
 than k forward+backward passes to the input (a PGD step needs no weight gradients) plus one to the front-end's
 weights, per image: the floor, timed in the same process on the same batch. The issue's rule of thumb,
 (k + 1) full passes, is shown beside it; it overstates the floor, since weight gradients are a good part of a
 pass. The RTFE step adds the guides' no-grad forward on the clean images, the Robustifier step the guide's
-no-grad forward with activation hooks; both are inside the ratio.
+no-grad forward with activation hooks; both are inside the ratio. AAA is timed without its reconstruction
+warm-up epoch (``warmup_epochs: 0``), so the timed epoch is an adversarial one, with the paper's attack for
+the dataset: on CIFAR-10 its U-Net under 10 steps of 2/255, on MNIST its conv autoencoder (sized by its
+width, so ``--scales`` does not apply) under 40 steps of 0.01. The MNIST guide is an untrained model A
+(Madry et al.'s CNN): a pass costs what a trained one's does.
 
-Each repeat times ``Defense.fit`` itself (one epoch over ``--images`` real CIFAR-10 training images, as the
-train-defense job runs it, after a warm-up fit of one batch) and then one pass of each kind on a batch;
+Each repeat times ``Defense.fit`` itself (one epoch over ``--images`` real training images, as the
+train-defense job runs it, after a warm-up fit of one batch) and then the floor's k + 1 passes on a batch;
 interleaving them lets load from other users of a shared machine drift over all alike, and each figure is the
 median over repeats. The training attack is each defense's default unless ``--attack-steps`` overrides it.
 On CPU the ratio is also given in process CPU time, which other users of a shared machine stretch less than
 wall time (with one torch thread every pass runs in the calling thread).
 
     python benchmarks/frontend_training.py --threads 1 --scales 1 2 4 [--images 256] [--batch-size 128]
+    python benchmarks/frontend_training.py --threads 1 --dataset mnist --kinds aaa
 """
 
 from __future__ import annotations
@@ -46,16 +51,34 @@ from bench.api import (
 from bench.config import NamedNormalization
 
 GUIDE = "pretrained/cifar10_resnet_akamaster/resnet20-12fca82f.th"
-#: CIFAR-10 training images in an epoch (the papers train on all of them).
-EPOCH = 50_000
+#: Training images in an epoch (the papers train on all of them).
+EPOCH = {"cifar10": 50_000, "mnist": 60_000}
+GUIDES = {"cifar10": "resnet20 (akamaster, pre-trained)", "mnist": "mnist-a (untrained)"}
+#: AAA's network and training attack for each dataset (Vaishnavi et al.'s PGD).
+AAA: dict[str, dict[str, object]] = {
+    "cifar10": {"arch": "unet", "eps": 8 / 255, "attack_step": 2 / 255, "attack_steps": 10},
+    "mnist": {"arch": "conv"},
+}
 
 
-def guide(data_dir: Path) -> nn.Module:
+def guide(data_dir: Path, dataset: str) -> nn.Module:
+    if dataset == "mnist":
+        return freeze(build_classifier("mnist-a", 10, (0.1307,), (0.3081,)))
     norm = NamedNormalization["imagenet"]
     model = build_classifier("resnet20", 10, norm.mean, norm.std)
     path = data_dir / GUIDE
     load_classifier_weights(model, load_state_dict_file(path), str(path))
     return freeze(model)
+
+
+def settings(kind: str, scale: int, dataset: str) -> dict[str, object]:
+    """The defense's parameters beyond batch size and epochs: its width, and AAA's network and attack."""
+    if kind != "aaa":
+        return {"scale": scale}
+    values = {**AAA[dataset], "warmup_epochs": 0}
+    if values["arch"] == "unet":
+        values["scale"] = scale
+    return values
 
 
 def pass_s(
@@ -84,7 +107,7 @@ def cell(
     kind: str, scale: int, net: nn.Module, data: ImageData, args: argparse.Namespace
 ) -> dict[str, float | int | str]:
     cls = DEFENSES.get(kind)
-    values: dict[str, object] = {"scale": scale, "batch_size": args.batch_size, "epochs": 1}
+    values = {**settings(kind, scale, args.dataset), "batch_size": args.batch_size, "epochs": 1}
     if args.attack_steps is not None:
         values["attack_steps"] = args.attack_steps
     params = cls.Params.model_validate(values)
@@ -106,9 +129,11 @@ def cell(
         start_cpu = time.process_time()
         wall = defense.fit(frontend, [net], timed, None, params, ctx)["train_wall_s"]
         fit.append((wall / args.images, (time.process_time() - start_cpu) / args.images))
-        for timings, weights in ((pgd_pass, False), (train_pass, True)):
-            seconds = pass_s(frontend, net, x, y, ctx, weights=weights)
-            timings.append((seconds[0] / len(x), seconds[1] / len(x)))
+        # The floor's passes as a step makes them, back to back: k to the input, then one to the weights.
+        for timings, weights, passes in ((pgd_pass, False, steps), (train_pass, True, 1)):
+            runs = [pass_s(frontend, net, x, y, ctx, weights=weights) for _ in range(passes)]
+            pass_wall, pass_cpu = (sum(r[i] for r in runs) / (passes * len(x)) for i in (0, 1))
+            timings.append((pass_wall, pass_cpu))
     timed_sets = (fit, pgd_pass, train_pass)
     per_image, pgd, train = (statistics.median(t[0] for t in ts) for ts in timed_sets)
     cpu_image, cpu_pgd, cpu_train = (statistics.median(t[1] for t in ts) for ts in timed_sets)
@@ -116,7 +141,7 @@ def cell(
     cpu_ratio = cpu_image / (steps * cpu_pgd + cpu_train) if ctx.device.type == "cpu" else None
     return {
         "defense": kind,
-        "S": scale,
+        "S": params.model_dump().get("scale") or "-",
         "params (M)": f"{count / 1e6:.2f}",
         "PGD steps": steps,
         "img/s": f"{1 / per_image:.1f}",
@@ -124,7 +149,7 @@ def cell(
         "(k+1) passes img/s": f"{1 / ((steps + 1) * train):.1f}",
         "ratio to floor": f"{per_image / floor:.2f}",
         "ratio (CPU time)": "-" if cpu_ratio is None else f"{cpu_ratio:.2f}",
-        "CIFAR-10 epoch (h)": f"{per_image * EPOCH / 3600:.2f}",
+        "epoch (h)": f"{per_image * EPOCH[args.dataset] / 3600:.2f}",
     }
 
 
@@ -133,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("BENCH_DATA_DIR", "data")))
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--kinds", nargs="+", default=["robustifier", "rtfe"])
+    p.add_argument("--dataset", choices=sorted(EPOCH), default="cifar10")
     p.add_argument("--scales", nargs="+", type=int, default=[1, 2, 4])
     p.add_argument("--images", type=int, default=256, help="images in the timed epoch")
     p.add_argument("--batch-size", type=int, default=128)
@@ -143,15 +169,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     load_plugins()
-    data = DATASETS.get("cifar10").load(args.data_dir, "train", download=False)
-    net = guide(args.data_dir).to(args.device)
+    data = DATASETS.get(args.dataset).load(args.data_dir, "train", download=False)
+    net = guide(args.data_dir, args.dataset).to(args.device)
     where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.machine()
     print(
         f"{where}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch thread(s), torch "
-        f"{torch.__version__}; guide resnet20 (akamaster); {args.images} timed CIFAR-10 images in batches of "
-        f"{args.batch_size}"
+        f"{torch.__version__}; guide {GUIDES[args.dataset]}; {args.images} timed {args.dataset} images in "
+        f"batches of {args.batch_size}"
     )
-    rows = [cell(kind, s, net, data, args) for kind in args.kinds for s in args.scales]
+    # A network sized by width alone (AAA's MNIST autoencoder) is timed once, whatever the scales.
+    scales = {kind: args.scales if "scale" in settings(kind, 1, args.dataset) else [0] for kind in args.kinds}
+    rows = [cell(kind, s, net, data, args) for kind in args.kinds for s in scales[kind]]
     header = list(rows[0])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
