@@ -339,21 +339,30 @@ def validate(matrix_path: Path, data_dir: str | None) -> None:
               help="Matrix YAML file.")
 @click.option("--db", default=DEFAULT_DB, show_default=True, type=click.Path(path_type=Path),
               help="Results store to read; it is opened read-only.")
+@click.option(
+    "--artifacts",
+    default=DEFAULT_ARTIFACTS,
+    show_default=True,
+    help="The runs' artifact folder or fsspec URL: a job whose files are gone from it is not done.",
+)
 @click.option("--data-dir", default=None, help="Data root (default: $BENCH_DATA_DIR, else ./data).")
 @click.option("--all", "show_all", is_flag=True, help="List the done jobs too, with their wall time.")
-def status(matrix_path: Path, db: Path, data_dir: str | None, show_all: bool) -> None:
+def status(matrix_path: Path, db: Path, artifacts: str, data_dir: str | None, show_all: bool) -> None:
     """Show how far a matrix has got in a store, without running or writing anything: per job kind how many
-    jobs are done, failed, running (leased by a live run) and pending, then each job not done.
+    jobs are done, failed, running (leased by a live run) and pending, then each job not done. Done is what
+    ``bench run`` would not compute again: a job recorded done whose artifacts are gone (or below one that is
+    redone) is pending, and says so.
 
     Exit status: 0 every job done; 1 some are not; 2 bad input (a missing, foreign or newer-schema store, an
     invalid matrix).
     """
+    from bench.artifacts import ArtifactStore
     from bench.status import read_status, render
     from bench.storage import Store
 
     store = Store.open_readonly(db)  # first, so a wrong --db is refused before the matrix is planned
     matrix, planned = plan_only(matrix_path, data_dir)
-    shown = read_status(store, matrix.name, planned.graph)
+    shown = read_status(store, matrix.name, planned.graph, ArtifactStore(artifacts))
     click.echo("\n".join(render(shown, show_all)))
     if not shown.complete:
         click.get_current_context().exit(1)

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Protocol
 
 from bench.api import Checkpoints
-from bench.artifacts import UPSTREAM_SHA256, ArtifactStorageError, StoredArtifact
+from bench.artifacts import UPSTREAM_SHA256, ArtifactStorageError, ArtifactStore, StoredArtifact
 from bench.errors import BenchError
 from bench.jobs import RUNNERS
 from bench.jobs.env import Env
@@ -252,23 +252,41 @@ def keepalive(
 def already_complete(
     graph: JobGraph, store: Store, env: Env, force: bool
 ) -> dict[str, dict[str, StoredArtifact]]:
-    """Artifacts by name of the jobs recorded done whose files are intact and which were computed from the
-    upstream artifacts on disk now (a job below one that is redone is redone too); none under ``force``."""
+    """Artifacts by name of the jobs a run takes as complete (:func:`completion`); none under ``force``."""
+    return {} if force else completion(graph, store, env.artifacts).done
+
+
+@dataclass(frozen=True)
+class Completion:
+    #: Jobs recorded done whose files are intact and which were computed from the upstream artifacts on disk
+    #: now: their artifacts by name.
+    done: dict[str, dict[str, StoredArtifact]]
+    #: Jobs recorded done that the next run computes again, and why.
+    stale: dict[str, str]
+
+
+def completion(graph: JobGraph, store: Store, artifacts: ArtifactStore) -> Completion:
+    """Which jobs recorded done still stand: a job below one that is redone is redone too, so a row never
+    outlives the artifacts it was computed from. One rule for ``bench run`` and ``bench status``."""
     done: dict[str, dict[str, StoredArtifact]] = {}
-    if force:
-        return done
+    stale: dict[str, str] = {}
     recorded = {job.key: job.metrics.get(UPSTREAM_SHA256) for job in store.jobs([s.key for s in graph])}
     for spec in graph:  # upstream first, so ``done`` holds every upstream job that is complete
         found = store.completed_artifacts(spec.key)
-        if found is None or not all(env.artifacts.intact(a) for a in found):
+        if found is None:
             continue
-        if not all(d in done for d in ancestors(graph, spec.key)):
-            continue  # an upstream job is redone, and may come out different (non-deterministic training)
-        read = recorded.get(spec.key)
-        if read is not None and read != upstream_sha256(graph, spec.key, done.__getitem__):
-            continue  # computed from upstream artifacts since rewritten with other bytes
-        done[spec.key] = {a.name: a for a in found}
-    return done
+        if not all(artifacts.intact(a) for a in found):
+            stale[spec.key] = "its artifacts are missing or damaged"
+        elif not all(d in done for d in ancestors(graph, spec.key)):
+            # an upstream job is redone, and may come out different (non-deterministic training)
+            stale[spec.key] = "an upstream job is redone"
+        elif (read := recorded.get(spec.key)) is not None and read != upstream_sha256(
+            graph, spec.key, done.__getitem__
+        ):
+            stale[spec.key] = "computed from upstream artifacts since rewritten"
+        else:
+            done[spec.key] = {a.name: a for a in found}
+    return Completion(done, stale)
 
 
 def ancestors(graph: JobGraph, key: str) -> list[str]:

@@ -3,17 +3,21 @@
 A long matrix runs for hours, often in two processes sharing one store, so this answers "how far is it" from
 the plan and the store's rows alone, without running or writing anything. Running means what makes a
 concurrent ``bench run`` wait for the job: a lease that still holds (:func:`bench.storage.store.holds`), so
-a job whose run died reads as pending, which is what the next run will do with it.
+a job whose run died reads as pending, which is what the next run will do with it. Done means what ``bench
+run`` takes as complete (:func:`bench.executor.completion`): a job recorded done whose artifacts are gone, or
+below one that is redone, reads as pending too, with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from bench.jobs.spec import JobSpec
+from bench.artifacts import ArtifactStore
+from bench.executor import completion
+from bench.jobs.spec import JobGraph, JobSpec
 from bench.storage import Store
 from bench.storage.models import Job, Lease, Run
 
@@ -37,6 +41,8 @@ class JobStatus:
     #: The run whose lease holds a running job, and until when the lease holds unless renewed.
     holder: int | None = None
     lease_until: datetime | None = None
+    #: Why a pending job recorded done is computed again by the next run.
+    redo: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,21 +75,26 @@ def matrix_status(
     jobs: Iterable[Job],
     leases: Iterable[Lease],
     runs: Iterable[Run],
+    stale: Mapping[str, str],
 ) -> MatrixStatus:
     """The status of each planned job from the store's rows; ``leases`` are the live ones
-    (:meth:`Store.live_leases`) and ``runs`` as :meth:`Store.runs` shows them (a dead one interrupted)."""
+    (:meth:`Store.live_leases`), ``runs`` as :meth:`Store.runs` shows them (a dead one interrupted) and
+    ``stale`` the jobs recorded done that the next run redoes, with why (:attr:`Completion.stale`). A live
+    lease comes first: a run holding one on a job recorded done is computing it again."""
     rows = {j.key: j for j in jobs}
     held = {lease.job_key: lease for lease in leases}
     out = []
     for spec in planned:
         row, lease = rows.get(spec.key), held.get(spec.key)
-        if row is not None and row.status == "done":
-            out.append(JobStatus(spec.key, spec.kind, spec.label, "done", wall_s=row.wall_s))
-        elif lease is not None:
+        if lease is not None:
             status = JobStatus(
                 spec.key, spec.kind, spec.label, "running", holder=lease.run_id, lease_until=lease.expires_at
             )
             out.append(status)
+        elif row is not None and row.status == "done" and spec.key in stale:
+            out.append(JobStatus(spec.key, spec.kind, spec.label, "pending", redo=stale[spec.key]))
+        elif row is not None and row.status == "done":
+            out.append(JobStatus(spec.key, spec.kind, spec.label, "done", wall_s=row.wall_s))
         elif row is not None and row.status == "failed":
             error = (row.error or "").strip().splitlines()
             out.append(JobStatus(spec.key, spec.kind, spec.label, "failed", error=error[0] if error else ""))
@@ -96,10 +107,11 @@ def matrix_status(
     return MatrixStatus(tuple(out), working)
 
 
-def read_status(store: Store, matrix_name: str, planned: Iterable[JobSpec]) -> MatrixStatus:
-    specs = list(planned)
-    keys = [s.key for s in specs]
-    return matrix_status(matrix_name, specs, store.jobs(keys), store.live_leases(keys), store.runs())
+def read_status(store: Store, matrix_name: str, graph: JobGraph, artifacts: ArtifactStore) -> MatrixStatus:
+    """The status of ``graph``'s jobs, each done one's artifacts checked against the sha256 recorded."""
+    keys = [s.key for s in graph]
+    stale = completion(graph, store, artifacts).stale
+    return matrix_status(matrix_name, graph, store.jobs(keys), store.live_leases(keys), store.runs(), stale)
 
 
 def render(status: MatrixStatus, show_done: bool = False) -> list[str]:
@@ -130,6 +142,8 @@ def _detail(job: JobStatus) -> str:
         return f"run {job.holder}, lease until {_time(job.lease_until)}"
     if job.state == "failed":
         return job.error or ""
+    if job.redo is not None:
+        return f"recorded done, but {job.redo}"
     if job.state == "done" and job.wall_s is not None:
         return f"{job.wall_s:.1f} s"
     return ""

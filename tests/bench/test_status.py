@@ -3,6 +3,8 @@ running (leased by a live run) or pending, and never writes to the store."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -12,12 +14,12 @@ from click.testing import CliRunner, Result
 from sqlalchemy import update
 
 from bench.api import JobContext
-from bench.artifacts import ArtifactStore
+from bench.artifacts import ArtifactStore, StoredArtifact
 from bench.cli import main
 from bench.jobs.env import Env
-from bench.jobs.spec import JobSpec
+from bench.jobs.spec import JobGraph, JobSpec
 from bench.plan import plan_matrix
-from bench.status import read_status, render
+from bench.status import MatrixStatus, read_status, render
 from bench.storage import JobRecord, Store
 from bench.storage.models import Run
 from bench.validate import load_valid_matrix
@@ -43,11 +45,15 @@ def matrix_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def jobs(matrix_file: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, JobSpec]:
-    """The planned jobs by label: a classifier, the two front-ends, and an attack and a cell for each."""
+def graph(matrix_file: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> JobGraph:
     matrix = load_valid_matrix(matrix_file, data_dir)
     env = Env(data_dir, False, ArtifactStore(tmp_path_factory.mktemp("art")), JobContext(show_progress=False))
-    graph = plan_matrix(matrix, matrix_file.parent, env).graph
+    return plan_matrix(matrix, matrix_file.parent, env).graph
+
+
+@pytest.fixture(scope="module")
+def jobs(graph: JobGraph) -> dict[str, JobSpec]:
+    """The planned jobs by label: a classifier, the two front-ends, and an attack and a cell for each."""
     by_label = {spec.label: spec for spec in graph}
     assert len(by_label) == len(graph) == 7
     return by_label
@@ -65,11 +71,11 @@ def start(store: Store, name: str = "st") -> int:
     )
 
 
-def done(store: Store, run: int, spec: JobSpec) -> None:
+def done(store: Store, run: int, spec: JobSpec, artifacts: Sequence[StoredArtifact] = ()) -> None:
     at = datetime(2026, 1, 1, 12)
     record = JobRecord(
         key=spec.key, kind=spec.kind, label=spec.label, config=spec.config, started_at=at,
-        ended_at=datetime(2026, 1, 1, 12, 0, 3), metrics={}, artifacts=[], results=[], flags=[],
+        ended_at=datetime(2026, 1, 1, 12, 0, 3), metrics={}, artifacts=list(artifacts), results=[], flags=[],
     )
     store.record_job(run, record, [])
 
@@ -77,6 +83,10 @@ def done(store: Store, run: int, spec: JobSpec) -> None:
 def failed(store: Store, run: int, spec: JobSpec) -> None:
     error = "ValueError: boom\nTraceback (most recent call last):\n  ..."
     store.record_failure(run, spec.key, spec.kind, spec.label, spec.config, datetime(2026, 1, 1), error)
+
+
+def status_of(store: Store, graph: JobGraph, tmp_path: Path) -> MatrixStatus:
+    return read_status(store, "st", graph, ArtifactStore(tmp_path / "art"))
 
 
 def kill(store: Store, run: int) -> None:
@@ -101,9 +111,11 @@ def mixed_store(path: Path, jobs: dict[str, JobSpec]) -> tuple[int, int]:
     return live, dead
 
 
-def test_each_job_is_done_failed_running_or_pending(tmp_path: Path, jobs: dict[str, JobSpec]) -> None:
+def test_each_job_is_done_failed_running_or_pending(
+    tmp_path: Path, graph: JobGraph, jobs: dict[str, JobSpec]
+) -> None:
     live, dead = mixed_store(tmp_path / "r.db", jobs)
-    status = read_status(Store.open_readonly(tmp_path / "r.db"), "st", jobs.values())
+    status = status_of(Store.open_readonly(tmp_path / "r.db"), graph, tmp_path)
     assert status.counts() == {
         "train-classifier": {"running": 0, "failed": 0, "pending": 0, "done": 1},
         "train-defense": {"running": 1, "failed": 0, "pending": 0, "done": 1},
@@ -121,10 +133,10 @@ def test_each_job_is_done_failed_running_or_pending(tmp_path: Path, jobs: dict[s
 
 
 def test_the_lines_name_the_holder_the_error_and_the_runs_at_work(
-    tmp_path: Path, jobs: dict[str, JobSpec]
+    tmp_path: Path, graph: JobGraph, jobs: dict[str, JobSpec]
 ) -> None:
     live, _ = mixed_store(tmp_path / "r.db", jobs)
-    status = read_status(Store.open_readonly(tmp_path / "r.db"), "st", jobs.values())
+    status = status_of(Store.open_readonly(tmp_path / "r.db"), graph, tmp_path)
     lines = render(status)
     assert lines[1].split() == ["train-defense", "1", "done", "0", "failed", "1", "running", "0", "pending"]
     listed = [line.split()[0] for line in lines[5:-2]]
@@ -137,17 +149,57 @@ def test_the_lines_name_the_holder_the_error_and_the_runs_at_work(
     assert len(everything) == len(lines) + 3 and any(line.endswith("  3.0 s") for line in everything)
 
 
-def test_a_failed_job_a_live_run_retries_is_running(tmp_path: Path, jobs: dict[str, JobSpec]) -> None:
+def test_a_failed_job_a_live_run_retries_is_running(
+    tmp_path: Path, graph: JobGraph, jobs: dict[str, JobSpec]
+) -> None:
     store = Store(tmp_path / "r.db")
     first, retry = start(store), start(store, name="other matrix")
     attack = find(jobs, "attack", "none")
     failed(store, first, attack)
     store.finish_run(first, "failed")
     assert store.take_lease(retry, attack.key).taken
-    status = read_status(store, "st", jobs.values())
+    status = status_of(store, graph, tmp_path)
     (job,) = [j for j in status.jobs if j.key == attack.key]
     assert job.state == "running" and job.holder == retry
     assert [r.id for r in status.runs] == [retry], "a run of another matrix at work on one of its jobs"
+
+
+def test_a_job_done_without_its_artifacts_is_pending_and_so_is_everything_below_it(
+    tmp_path: Path, graph: JobGraph, jobs: dict[str, JobSpec], matrix_file: Path, data_dir: Path
+) -> None:
+    """What ``bench run`` would compute again is not done, though the store recorded it so: a run whose
+    artifact folder was lost retrains the classifier, and every row computed through it goes with it, while a
+    job that does not depend on it stays done."""
+    weights = tmp_path / "art" / "cls" / "model.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights")
+    stored = StoredArtifact("model", "cls/model.safetensors", hashlib.sha256(b"weights").hexdigest(), 7)
+    store = Store(tmp_path / "r.db")
+    run = start(store)
+    done(store, run, find(jobs, "train-classifier", "A"), [stored])
+    done(store, run, find(jobs, "train-defense", "none"))
+    done(store, run, find(jobs, "attack", "none"))
+    store.finish_run(run, "done")
+    assert status_of(store, graph, tmp_path).done == 3
+
+    weights.unlink()
+    status = status_of(store, graph, tmp_path)
+    redo = {j.label: j.redo for j in status.jobs if j.redo is not None}
+    assert redo == {
+        find(jobs, "train-classifier", "A").label: "its artifacts are missing or damaged",
+        find(jobs, "attack", "none").label: "an upstream job is redone",
+    }
+    (kept,) = [j for j in status.jobs if j.state == "done"]
+    assert kept.label == find(jobs, "train-defense", "none").label, "no guide: it needs no classifier"
+    result = status_cli(matrix_file, tmp_path / "r.db", data_dir, "--artifacts", str(tmp_path / "art"))
+    assert result.exit_code == 1, result.output
+    assert "recorded done, but its artifacts are missing or damaged" in result.output
+
+    rerun = start(store)
+    classifier = find(jobs, "train-classifier", "A").key
+    assert store.take_lease(rerun, classifier).taken
+    (training,) = [j for j in status_of(store, graph, tmp_path).jobs if j.key == classifier]
+    assert training.state == "running" and training.holder == rerun, "being computed again"
 
 
 def status_cli(matrix: Path, db: Path, data_dir: Path, *more: str) -> Result:
