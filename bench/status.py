@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from bench.artifacts import ArtifactStore
@@ -20,6 +20,7 @@ from bench.executor import completion
 from bench.jobs.spec import JobGraph, JobSpec
 from bench.storage import Store
 from bench.storage.models import Job, Lease, Run
+from bench.storage.store import utcnow
 
 JobState = Literal["running", "failed", "pending", "done"]
 #: The order jobs are listed in: what needs attention first.
@@ -41,6 +42,8 @@ class JobStatus:
     #: The run whose lease holds a running job, and until when the lease holds unless renewed.
     holder: int | None = None
     lease_until: datetime | None = None
+    #: When that run took the job (unknown for a lease taken by a release before store revision 0004).
+    since: datetime | None = None
     #: Why a pending job recorded done is computed again by the next run.
     redo: str | None = None
 
@@ -88,7 +91,13 @@ def matrix_status(
         row, lease = rows.get(spec.key), held.get(spec.key)
         if lease is not None:
             status = JobStatus(
-                spec.key, spec.kind, spec.label, "running", holder=lease.run_id, lease_until=lease.expires_at
+                spec.key,
+                spec.kind,
+                spec.label,
+                "running",
+                holder=lease.run_id,
+                lease_until=lease.expires_at,
+                since=lease.taken_at,
             )
             out.append(status)
         elif row is not None and row.status == "done" and spec.key in stale:
@@ -114,9 +123,11 @@ def read_status(store: Store, matrix_name: str, graph: JobGraph, artifacts: Arti
     return matrix_status(matrix_name, graph, store.jobs(keys), store.live_leases(keys), store.runs(), stale)
 
 
-def render(status: MatrixStatus, show_done: bool = False) -> list[str]:
+def render(status: MatrixStatus, show_done: bool = False, now: datetime | None = None) -> list[str]:
     """The lines ``bench status`` prints: a count line per kind, a line per job not done (every job with
-    ``show_done``), and the total with the runs at work."""
+    ``show_done``), and the total with the runs at work; a running job's time is counted up to ``now``
+    (UTC, default the clock's)."""
+    now = now or utcnow()
     counts = status.counts()
     kind_w = max((len(k) for k in counts), default=0)
     num_w = len(str(max((n for per in counts.values() for n in per.values()), default=0)))
@@ -129,7 +140,7 @@ def render(status: MatrixStatus, show_done: bool = False) -> list[str]:
         label_w = max(len(j.label) for j in listed)
         lines.append("")
         lines.extend(
-            f"{j.state:<7}  {j.kind.ljust(kind_w)}  {j.label.ljust(label_w)}  {_detail(j)}".rstrip()
+            f"{j.state:<7}  {j.kind.ljust(kind_w)}  {j.label.ljust(label_w)}  {_detail(j, now)}".rstrip()
             for j in listed
         )
     lines.append("")
@@ -137,9 +148,10 @@ def render(status: MatrixStatus, show_done: bool = False) -> list[str]:
     return lines
 
 
-def _detail(job: JobStatus) -> str:
+def _detail(job: JobStatus, now: datetime) -> str:
     if job.state == "running" and job.lease_until is not None:
-        return f"run {job.holder}, lease until {_time(job.lease_until)}"
+        running = "" if job.since is None else f" for {_duration(now - job.since)}"
+        return f"run {job.holder}{running}, lease until {_time(job.lease_until)}"
     if job.state == "failed":
         return job.error or ""
     if job.redo is not None:
@@ -158,6 +170,15 @@ def _runs(runs: Sequence[Run]) -> str:
         for r in runs
     ]
     return "running now: " + ", ".join(shown)
+
+
+def _duration(span: timedelta) -> str:
+    seconds = max(0, int(span.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def _time(at: datetime) -> str:

@@ -66,6 +66,9 @@ class Lease(Base):
     job_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+    #: When its run took it, so a status can say how long the job has been running; NULL on a lease taken by a
+    #: release before revision 0004.
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class RunJob(Base):

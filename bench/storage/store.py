@@ -316,7 +316,8 @@ class Store:
             if lease is not None and holds(lease, holder, now, socket.gethostname()):
                 return Claim(taken=False, holder=lease.run_id, expires_at=lease.expires_at)
             expires = now + timedelta(seconds=seconds)
-            s.merge(Lease(job_key=key, run_id=run_id, expires_at=expires))
+            taken = lease.taken_at if lease is not None and lease.run_id == run_id else now
+            s.merge(Lease(job_key=key, run_id=run_id, expires_at=expires, taken_at=taken))
             return Claim(taken=True, holder=run_id, expires_at=expires)
 
     def renew_lease(self, run_id: int, key: str, seconds: float = LEASE_S) -> None:

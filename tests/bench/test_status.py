@@ -21,7 +21,7 @@ from bench.jobs.spec import JobGraph, JobSpec
 from bench.plan import plan_matrix
 from bench.status import MatrixStatus, read_status, render
 from bench.storage import JobRecord, Store
-from bench.storage.models import Run
+from bench.storage.models import Lease, Run
 from bench.validate import load_valid_matrix
 
 MATRIX = {
@@ -136,16 +136,18 @@ def test_the_lines_name_the_holder_the_error_and_the_runs_at_work(
     tmp_path: Path, graph: JobGraph, jobs: dict[str, JobSpec]
 ) -> None:
     live, _ = mixed_store(tmp_path / "r.db", jobs)
+    with Store(tmp_path / "r.db").session() as s:
+        s.execute(update(Lease).where(Lease.run_id == live).values(taken_at=datetime(2026, 1, 1, 12)))
     status = status_of(Store.open_readonly(tmp_path / "r.db"), graph, tmp_path)
-    lines = render(status)
+    lines = render(status, now=datetime(2026, 1, 1, 13, 5, 9))
     assert lines[1].split() == ["train-defense", "1", "done", "0", "failed", "1", "running", "0", "pending"]
     listed = [line.split()[0] for line in lines[5:-2]]
     assert listed == ["running", "failed", "pending", "pending"], "needing attention first, done left out"
-    assert f"run {live}, lease until " in lines[5] and "front-end aaa" in lines[5]
+    assert f"run {live} for 1 h 05 min, lease until " in lines[5] and "front-end aaa" in lines[5]
     assert lines[6].endswith("  ValueError: boom") and "Traceback" not in "\n".join(lines)
     assert lines[-1].startswith(f"3/7 jobs done; running now: run {live} (pid ")
     assert "run 2" not in lines[-1]
-    everything = render(status, show_done=True)
+    everything = render(status, show_done=True, now=datetime(2026, 1, 1, 13, 5, 9))
     assert len(everything) == len(lines) + 3 and any(line.endswith("  3.0 s") for line in everything)
 
 

@@ -92,6 +92,24 @@ def test_a_job_leased_by_a_live_run_is_not_taken_until_done_or_expired(tmp_path:
     assert store.take_lease(second, "k1").taken, "a finished run holds nothing"
 
 
+def test_a_lease_remembers_when_its_run_took_it_through_renewals(tmp_path: Path) -> None:
+    """What ``bench status`` counts a running job's time from: the first take, not the last renewal."""
+    store = Store(tmp_path / "r.db")
+    first, second = start(store), start(store)
+    before = utcnow()
+    assert store.take_lease(first, "k1").taken
+    (lease,) = store.live_leases(["k1"])
+    taken = lease.taken_at
+    assert taken is not None and taken >= before
+    store.renew_lease(first, "k1")
+    assert store.take_lease(first, "k1").taken, "its own lease"
+    assert [x.taken_at for x in store.live_leases(["k1"])] == [taken]
+    store.finish_run(first, "done")
+    assert store.take_lease(second, "k1").taken
+    (lease,) = store.live_leases(["k1"])
+    assert lease.run_id == second and lease.taken_at is not None and lease.taken_at >= taken
+
+
 def test_a_heartbeat_is_recorded_when_a_run_starts_and_renews(tmp_path: Path) -> None:
     store = Store(tmp_path / "r.db")
     before = utcnow()
