@@ -100,7 +100,7 @@ def matrix_status(
                 since=lease.taken_at,
             )
             out.append(status)
-        elif row is not None and row.status == "done" and spec.key in stale:
+        elif spec.key in stale:  # only jobs recorded done are ever stale
             out.append(JobStatus(spec.key, spec.kind, spec.label, "pending", redo=stale[spec.key]))
         elif row is not None and row.status == "done":
             out.append(JobStatus(spec.key, spec.kind, spec.label, "done", wall_s=row.wall_s))
