@@ -65,6 +65,7 @@ from bench.api import (
 )
 from defenses.adversarial import cross_entropy_through, pgd
 from defenses.guides import check_guides_fit
+from defenses.reconstruction import reconstruction_epoch
 from defenses.unet import build_unet, depth_problem
 
 #: Salts of the training and validation random streams.
@@ -272,7 +273,7 @@ class AAA(Defense):
         ramp_steps = max(1.0, params.eps_ramp_epochs * batches.steps)
         for epoch in batches.epochs(state, params.warmup_epochs + params.epochs, "train aaa"):
             if epoch < params.warmup_epochs:
-                self._warm_up(frontend, opt, batches, ctx)
+                reconstruction_epoch(frontend, opt, batches, ctx)
                 continue
             totals.zero_()
             for s, (x, y) in enumerate(batches):
@@ -332,17 +333,6 @@ class AAA(Defense):
             state.values["lr_reductions"] += 1
         return bool(state.values["lr_reductions"] >= params.max_lr_reductions)
 
-    @staticmethod
-    def _warm_up(
-        frontend: FrontEnd, opt: torch.optim.Optimizer, batches: ShuffledBatches, ctx: JobContext
-    ) -> None:
-        """One epoch of plain reconstruction."""
-        for x, _ in batches:
-            with ctx.autocast():
-                loss = F.mse_loss(frontend(x).float(), x)
-            opt.zero_grad(set_to_none=True)
-            torch.autograd.backward(loss)
-            opt.step()
 
 
 def training_loss(params: Any, ce: torch.Tensor, mse: torch.Tensor) -> torch.Tensor:

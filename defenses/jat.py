@@ -47,6 +47,7 @@ from bench.api import (
     register_defense,
 )
 from defenses.adversarial import cross_entropy_through, pgd, robust_accuracy
+from defenses.reconstruction import reconstruction_epoch
 from defenses.unet import AdversarialUNetParams, UNetDefense, build_unet
 
 #: Salts of the training and validation random streams.
@@ -100,9 +101,14 @@ class JAT(UNetDefense):
         totals = torch.zeros(2, device=device)  # cross-entropy, adversarial accuracy (mean over classifiers)
         parts: dict[str, Stateful | None] = {"frontend": frontend}
         parts.update({f"classifier-{i}": g for i, g in enumerate(guides)})
-        parts.update(optimizer=opt, scheduler=sched)
+        # The warm-up reconstructs through the U-Net alone: the classifiers start training with it after.
+        warm = torch.optim.Adam(frontend.parameters(), lr=params.warmup_lr)
+        parts.update(optimizer=opt, scheduler=sched, warmup_optimizer=warm)
         state = TrainingState(ctx, parts, {"jat": gen}, {"totals": totals})
-        for _ in batches.epochs(state, params.epochs, "train jat"):
+        for epoch in batches.epochs(state, params.warmup_epochs + params.epochs, "train jat"):
+            if epoch < params.warmup_epochs:
+                reconstruction_epoch(frontend, warm, batches, ctx)
+                continue
             totals.zero_()
             for x, y in batches:
                 with running_statistics_kept(modules):

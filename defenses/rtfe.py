@@ -38,6 +38,7 @@ from bench.api import (
     register_defense,
 )
 from defenses.adversarial import cross_entropy_through, pgd, robust_accuracy
+from defenses.reconstruction import reconstruction_epoch
 from defenses.unet import AdversarialUNetParams, UNetDefense, build_unet
 
 #: Salts of the training and validation random streams.
@@ -83,9 +84,15 @@ class RTFE(UNetDefense):
             sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=params.lr_decay)
         threat = Threat(params.norm, params.eps)
         totals = torch.zeros(2, device=device)  # logit loss, adversarial accuracy (mean over guides)
-        parts: dict[str, Stateful | None] = {"frontend": frontend, "optimizer": opt, "scheduler": sched}
+        warm = torch.optim.Adam(frontend.parameters(), lr=params.warmup_lr)
+        parts: dict[str, Stateful | None] = {
+            "frontend": frontend, "optimizer": opt, "scheduler": sched, "warmup_optimizer": warm
+        }
         state = TrainingState(ctx, parts, {"rtfe": gen}, {"totals": totals})
-        for _ in batches.epochs(state, params.epochs, "train rtfe"):
+        for epoch in batches.epochs(state, params.warmup_epochs + params.epochs, "train rtfe"):
+            if epoch < params.warmup_epochs:
+                reconstruction_epoch(frontend, warm, batches, ctx)
+                continue
             totals.zero_()
             for x, y in batches:
                 objective = cross_entropy_through(frontend, guides, y)

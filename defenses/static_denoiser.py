@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -41,6 +40,7 @@ from bench.api import (
     register_defense,
 )
 from defenses.aaa import ConvAutoencoder
+from defenses.reconstruction import mse_epoch
 
 #: Images per PGD call when making the static examples; larger batches only cost memory.
 ATTACK_BATCH = 256
@@ -93,20 +93,13 @@ class StaticDenoiser(Defense):
         parts: dict[str, Stateful | None] = {"frontend": frontend, "optimizer": opt}
         state = TrainingState(ctx, parts, {"shuffle": gen}, {"mse": epoch_mse})
         for _ in batches.epochs(state, params.epochs, "train static-denoiser"):
-            epoch_mse.zero_()
-            for x_adv, x in batches:
-                with ctx.autocast():
-                    loss = F.mse_loss(frontend(x_adv).float(), x)
-                opt.zero_grad(set_to_none=True)
-                torch.autograd.backward(loss)
-                opt.step()
-                epoch_mse += loss.detach()
+            epoch_mse.fill_(mse_epoch(frontend, opt, batches, ctx))
         frontend.eval()
         return {
             "train_wall_s": attack_s + state.elapsed_s(),
             "static_attack_wall_s": attack_s,
             "static_attack_success": fooled,
-            "final_epoch_mse": float(epoch_mse) / batches.steps,
+            "final_epoch_mse": float(epoch_mse),
         }
 
 

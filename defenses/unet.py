@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from bench.api import ConfigError, Defense, DefenseParams, FrontEnd
+from bench.api import ConfigError, Defense, FrontEnd
 from defenses.guides import check_guides_fit
+from defenses.reconstruction import WarmUpParams
 
 Upsampling = Literal["bilinear", "nearest"]
 
@@ -174,7 +175,7 @@ def build_unet(
     return cls(input_shape, scale, depth, up)
 
 
-class AdversarialUNetParams(DefenseParams):
+class AdversarialUNetParams(WarmUpParams):
     """What a U-Net front-end trained on PGD examples with SGD is configured by (RTFE, JAT): the network's
     size, the training attack and Madry et al.'s optimizer. Each defense states its epochs and schedule."""
 

@@ -112,6 +112,23 @@ def test_one_fit_trains_the_front_end_and_every_classifier_and_leaves_them_in_ev
     assert {"val_clean_accuracy", "val_adv_accuracy"} <= set(metrics)
 
 
+def test_the_warm_up_trains_the_front_end_alone_before_the_joint_epochs() -> None:
+    """Killed after the last step of the warm-up epoch (three steps), the classifiers are as they started and
+    the front-end is not."""
+    classifiers = [classifier(0)]
+    before = state(classifiers[0])
+    torch.manual_seed(1)
+    untrained = state(JAT().build(JATParams.model_validate(TINY), SHAPE))
+    ctx = CountingContext(seed=0, bar=Steps(2))
+    params = JATParams.model_validate({**TINY, "warmup_epochs": 1, "epochs": 1})
+    torch.manual_seed(1)
+    frontend = JAT().build(params, SHAPE)
+    with pytest.raises(Killed):
+        JAT().fit(frontend, classifiers, images(96, 1), None, params, ctx)
+    assert all(torch.equal(v, before[k]) for k, v in classifiers[0].state_dict().items())
+    assert any(not torch.equal(v, untrained[k]) for k, v in frontend.state_dict().items())
+
+
 def test_a_few_epochs_lower_the_adversarial_loss() -> None:
     _, first = fit(JobContext(seed=0), [classifier()], epochs=1)
     _, later = fit(JobContext(seed=0), [classifier()], epochs=8)

@@ -222,3 +222,34 @@ def test_a_fit_killed_part_way_resumes_to_the_uninterrupted_weights(
     assert {k: v for k, v in metrics.items() if "wall" not in k} == {
         k: v for k, v in expected_metrics.items() if "wall" not in k
     }
+
+
+def test_warm_up_epochs_come_first_and_are_not_counted_as_adversarial_epochs(tmp_path: Path) -> None:
+    """Killed in the middle of the warm-up (the second step of two warm-up epochs of three steps), the fit
+    resumes to the uninterrupted weights; ``epochs_run`` counts adversarial epochs only."""
+    settings: dict[str, Any] = {"warmup_epochs": 2, "epochs": 1}
+    expected, expected_metrics = fit(JobContext(seed=2), **settings)
+    assert expected_metrics["epochs_run"] == 1
+    with pytest.raises(Killed):
+        fit(CountingContext(seed=2, checkpoints=Checkpoints(tmp_path), bar=Steps(4)), **settings)
+    resumed = CountingContext(seed=2, checkpoints=Checkpoints(tmp_path))
+    weights, _ = fit(resumed, **settings)
+    assert resumed.bar.skipped == 3 and resumed.bar.run == 6
+    state, want = weights.state_dict(), expected.state_dict()
+    assert all(torch.equal(state[k], want[k]) for k in want), "resumed weights differ"
+    cold, _ = fit(JobContext(seed=2), epochs=1)
+    assert not all(torch.equal(cold.state_dict()[k], want[k]) for k in want), "the warm-up changed nothing"
+
+
+def test_grad_clip_caps_each_steps_update() -> None:
+    """With the cap far below the gradient's norm, a step moves the weights by at most lr times the cap (plus
+    weight decay's pull); without it they move by orders of magnitude more."""
+    torch.manual_seed(1)
+    untrained = Robustifier().build(RobustifierParams.model_validate(TINY), SHAPE)
+    start = {k: v.detach().clone() for k, v in untrained.named_parameters()}
+
+    def moved(**overrides: Any) -> float:
+        trained, _ = fit(JobContext(seed=0), epochs=1, lr=0.05, **overrides)
+        return max(float((p.detach() - start[k]).abs().max()) for k, p in trained.named_parameters())
+
+    assert moved(grad_clip=1e-6) < 1e-4 < moved()
