@@ -334,7 +334,6 @@ class AAA(Defense):
         return bool(state.values["lr_reductions"] >= params.max_lr_reductions)
 
 
-
 def training_loss(params: Any, ce: torch.Tensor, mse: torch.Tensor) -> torch.Tensor:
     """The loss ``params.loss`` names, from the batch's adversarial cross-entropy and reconstruction MSE."""
     if params.loss == "xent":
