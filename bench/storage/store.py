@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -154,7 +155,7 @@ class Store:
         cur = dbapi_conn.cursor()
         # The busy timeout first: switching a new file to WAL needs a lock another process may hold.
         cur.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-        cur.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cur, self.busy_timeout_s)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -567,6 +568,24 @@ def _revision_of(path: Path, conn: sqlite3.Connection) -> str:
             f"{_head()!r}); read it with the Frontline release that wrote it, or upgrade Frontline"
         )
     return str(versions[0])
+
+
+def _switch_to_wal(cur: sqlite3.Cursor, timeout_s: float) -> None:
+    """Switch to WAL, waiting as the busy timeout would for a lock another process holds.
+
+    SQLite refuses the switch at once ("database is locked"), without calling its busy handler, while another
+    connection holds the write lock of a file still in rollback mode: waiting could deadlock it. That is the
+    state of a new store while a run started at the same moment sets it up, and the lock is brief.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _transactions(engine: Engine, begin: str) -> None:

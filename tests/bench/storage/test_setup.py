@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,34 @@ def test_runs_started_together_on_a_new_database_all_succeed(tmp_path: Path) -> 
     outcomes = [finish(p) for p in procs]
     assert [rc for rc, _ in outcomes] == [0] * 4, [out for _, out in outcomes]
     assert sorted(int(out.split()[-1]) for _, out in outcomes) == [1, 2, 3, 4]
+    assert_complete(db)
+
+
+def test_a_new_file_another_process_is_writing_is_waited_for_then_set_up(tmp_path: Path) -> None:
+    """SQLite refuses the switch to WAL at once, ignoring the busy timeout, while another connection holds a
+    new file's write lock: the race behind the test above, made deterministic."""
+    db = tmp_path / "r.db"
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.5, other.execute, ("ROLLBACK",))
+    release.start()
+    try:
+        store = Store(db, busy_timeout_s=10)
+    finally:
+        release.join()
+        other.close()
+    assert start(store) == 1
+    assert_complete(db)
+
+
+def test_a_new_file_locked_past_the_busy_timeout_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreLockedError, match=r"waited 0.2 s\) while setting up its schema"):
+        Store(db, busy_timeout_s=0.2)
+    other.execute("ROLLBACK")
+    other.close()
     assert_complete(db)
 
 
