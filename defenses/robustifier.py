@@ -25,8 +25,8 @@ before adversarial training (:mod:`defenses.reconstruction`), and a cap on the g
 (``grad_clip``). In our CPU trials at S = 1 (2,000 images, batches of 64, through ResNet-20) the first steps'
 gradient norm was about 900, the activation term at gamma = 30 dominating, and within 128 steps every ReLU
 of the last U-Net level was dead: the front-end returned one constant image, the guide 12% accurate, and
-every input gradient zero. Capped at 5, 59% of that level's units were still live after 80 steps, against
-11% without the cap.
+every input gradient zero. Capped at 5, the same training left ResNet-20 59% accurate behind it on 500 test
+images (eval mode), its output no longer constant.
 """
 
 from __future__ import annotations
