@@ -37,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 BUDGET: dict[str, int] = {
     "steps": 20,
     "restarts": 2,
-    "binary_search_steps": 1,
+    "binary_search_steps": 2,
     "n_iter": 2,
     "n_queries": 100,
     "n_restarts": 1,

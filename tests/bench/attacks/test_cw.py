@@ -71,7 +71,7 @@ def test_binary_search_finds_no_larger_distortions_than_fixed_c() -> None:
     pipe = Pipeline(linear_model(), Identity())
     x, y = labelled(pipe, 16)
     threat = Threat("l2", 3.0)
-    fixed = CWL2(CWParams(steps=60, c=100.0)).perturb(pipe, x, y, threat, JobContext())
+    fixed = CWL2(CWParams(steps=60, c=100.0, binary_search_steps=1)).perturb(pipe, x, y, threat, JobContext())
     search = CWL2(CWParams(steps=60, c=100.0, binary_search_steps=3))
     searched = search.perturb(pipe, x, y, threat, JobContext())
     assert not threat.violations(x, searched).any()
@@ -80,11 +80,25 @@ def test_binary_search_finds_no_larger_distortions_than_fixed_c() -> None:
     assert bool((threat.distance(x, searched)[both] <= threat.distance(x, fixed)[both] + 1e-6).all())
 
 
+def test_binary_search_lowers_c_after_overshooting_the_bound() -> None:
+    # A large c with a large step fools the model only far outside a tight bound. Carlini & Wagner's search
+    # reads that as "c too large" and lowers it, which brings successes inside the bound; reading it as a
+    # failure (nothing within the bound) would raise c and never get there.
+    pipe = Pipeline(linear_model(), Identity())
+    x, y = labelled(pipe)
+    wide = Threat("l2", 4.0)
+    params = {"steps": 30, "c": 100.0, "lr": 0.5, "max_l2": 0.5}
+    fixed = CWL2(CWParams(**params, binary_search_steps=1)).perturb(pipe, x, y, wide, JobContext())
+    searched = CWL2(CWParams(**params, binary_search_steps=6)).perturb(pipe, x, y, wide, JobContext())
+    assert bool((wide.distance(x, searched) <= 0.5 + 1e-6).all())
+    assert int((pipe.predict(searched) != y).sum()) >= int((pipe.predict(fixed) != y).sum()) + 5
+
+
 def test_preset_and_norms() -> None:
     cw = ATTACKS.get("cw-l2")()
     assert isinstance(cw, CWL2)
     p = cw.params
-    assert (p.c, p.kappa, p.lr, p.steps, p.max_l2) == (100.0, 0.0, 0.01, 1000, 3.0)
+    assert (p.c, p.kappa, p.lr, p.steps, p.binary_search_steps, p.max_l2) == (1.0, 0.0, 0.1, 100, 3, 3.0)
     with pytest.raises(ConfigError, match="works in l2"):
         cw.check(Threat("linf", 0.3))
     with pytest.raises(ValueError):
@@ -93,7 +107,8 @@ def test_preset_and_norms() -> None:
 
 def test_fewer_steps_than_the_protocol_are_stated() -> None:
     assert CWL2().budget_note() is None
-    assert CWL2(CWParams(steps=100)).budget_note() == "100 of 1000 Adam steps"
+    assert CWL2(CWParams(steps=50)).budget_note() == "3 of 3 rounds of 50 of 100 Adam steps"
+    assert CWL2(CWParams(binary_search_steps=1)).budget_note() == "1 of 3 rounds of 100 of 100 Adam steps"
 
 
 @pytest.mark.parametrize("bound", [0.0, -3.0, float("nan")])
