@@ -47,7 +47,7 @@ from bench.api import (
     register_defense,
 )
 from defenses.adversarial import cross_entropy_through, pgd, robust_accuracy
-from defenses.reconstruction import reconstruction_epoch
+from defenses.reconstruction import adversarial_mode, reconstruction_epoch
 from defenses.unet import AdversarialUNetParams, UNetDefense, build_unet
 
 #: Salts of the training and validation random streams.
@@ -109,6 +109,7 @@ class JAT(UNetDefense):
             if epoch < params.warmup_epochs:
                 reconstruction_epoch(frontend, warm, batches, ctx)
                 continue
+            adversarial_mode(frontend, params)
             totals.zero_()
             for x, y in batches:
                 with running_statistics_kept(modules):

@@ -51,7 +51,7 @@ from bench.api import (
 )
 from defenses.adversarial import cross_entropy_through, pgd, robust_accuracy
 from defenses.guides import capture, check_layers_run, guide_layers
-from defenses.reconstruction import WarmUpParams, reconstruction_epoch
+from defenses.reconstruction import WarmUpParams, adversarial_mode, reconstruction_epoch
 from defenses.unet import UNetDefense, build_unet
 
 #: Salts of the training and validation random streams.
@@ -147,6 +147,7 @@ class Robustifier(UNetDefense):
             if epoch < params.warmup_epochs:
                 reconstruction_epoch(frontend, warm, batches, ctx)
                 continue
+            adversarial_mode(frontend, params)
             totals.zero_()
             for x, y in batches:
                 i = int(torch.randint(len(guides), (1,), generator=gen, device=device))

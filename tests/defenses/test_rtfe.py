@@ -142,15 +142,15 @@ def test_bad_settings_are_refused() -> None:
         RTFE().check(RTFEParams.model_validate(TINY), SHAPE, [guide(), wide])
 
 
-@pytest.mark.parametrize("warmup_epochs", [0, 1])
+@pytest.mark.parametrize(("warmup_epochs", "freeze_batchnorm"), [(0, False), (1, False), (1, True)])
 def test_a_fit_killed_part_way_resumes_to_the_uninterrupted_weights(
-    tmp_path: Path, warmup_epochs: int
+    tmp_path: Path, warmup_epochs: int, freeze_batchnorm: bool
 ) -> None:
     """Killed on the second step of the second epoch, with a learning-rate decay inside the run, so the
     scheduler's state is resumed too; with a warm-up epoch, that second epoch is the first adversarial one
-    and the warm-up's optimizer is resumed as well."""
+    and the warm-up's optimizer is resumed as well; BatchNorm, when frozen, stays frozen after resuming."""
     settings: dict[str, Any] = {"epochs": 3 - warmup_epochs, "lr_milestones": [0.5]}
-    settings["warmup_epochs"] = warmup_epochs
+    settings.update(warmup_epochs=warmup_epochs, freeze_batchnorm=freeze_batchnorm)
     expected, expected_metrics = fit(JobContext(seed=2), [guide(0), guide(1)], **settings)
     with pytest.raises(Killed):
         killed = CountingContext(seed=2, checkpoints=Checkpoints(tmp_path), bar=Steps(4))
