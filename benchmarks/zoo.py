@@ -72,6 +72,9 @@ class ZooEntry:
     #: Run only on a GPU unless forced (a CPU would take days at full scale).
     gpu_only: bool = False
     note: str = ""
+    #: Normalize inputs with the dataset's mean and std; False for a model that standardizes its own inputs
+    #: (a matrix's ``normalization: none``).
+    normalize: bool = True
 
 
 ENTRIES: tuple[ZooEntry, ...] = (
@@ -82,6 +85,13 @@ ENTRIES: tuple[ZooEntry, ...] = (
     ZooEntry("cifar10-resnet18", "resnet18", "cifar10", 0.93, gpu_only=True),
     ZooEntry("cifar100-resnet18", "resnet18", "cifar100", None, gpu_only=True,
              note="no fixed target: as high as the available (possibly subset) CIFAR-100 allows"),
+    # AAA's CIFAR-10 classifiers D, E, F (Vaishnavi et al.); the paper prints no natural accuracy for them.
+    ZooEntry(
+        "cifar10-madry-wrn34-10", "madry-wrn34-10", "cifar10", None,
+        gpu_only=True, note="AAA's D", normalize=False,
+    ),
+    ZooEntry("cifar10-vgg19", "vgg19", "cifar10", None, gpu_only=True, note="AAA's E"),
+    ZooEntry("cifar10-cifar-f", "cifar-f", "cifar10", None, gpu_only=True, note="AAA's F"),
 )
 BY_LABEL = {e.label: e for e in ENTRIES}
 
@@ -213,7 +223,9 @@ def run_entry(entry: ZooEntry, data_dir: Path, ctx: JobContext, overrides: dict[
         reduced.append(f"test split is a subset on disk ({len(test)} of {info.test_size})")
 
     ctx.seed_everything()
-    model = build_classifier(entry.arch, info.num_classes, info.mean, info.std)
+    channels = len(info.mean)
+    mean, std = (info.mean, info.std) if entry.normalize else ((0.0,) * channels, (1.0,) * channels)
+    model = build_classifier(entry.arch, info.num_classes, mean, std)
 
     # The floor: one batch of real training images, as the recipe would see them before augmentation.
     bs = min(params.batch_size, len(train))
