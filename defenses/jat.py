@@ -47,7 +47,7 @@ from bench.api import (
     register_defense,
 )
 from defenses.adversarial import cross_entropy_through, pgd, robust_accuracy
-from defenses.reconstruction import adversarial_mode, reconstruction_epoch
+from defenses.reconstruction import adversarial_mode, clip_gradients, reconstruction_epoch
 from defenses.unet import AdversarialUNetParams, UNetDefense, build_unet
 
 #: Salts of the training and validation random streams.
@@ -119,6 +119,7 @@ class JAT(UNetDefense):
                     loss, hits = joint_loss(frontend, guides, x_adv, y)
                 opt.zero_grad(set_to_none=True)
                 torch.autograd.backward(loss)
+                clip_gradients(opt, params)
                 opt.step()
                 sched.step()
                 totals += torch.stack([loss.detach(), hits])

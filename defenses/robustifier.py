@@ -51,7 +51,7 @@ from bench.api import (
 )
 from defenses.adversarial import cross_entropy_through, pgd, robust_accuracy
 from defenses.guides import capture, check_layers_run, guide_layers
-from defenses.reconstruction import WarmUpParams, adversarial_mode, reconstruction_epoch
+from defenses.reconstruction import WarmUpParams, adversarial_mode, clip_gradients, reconstruction_epoch
 from defenses.unet import UNetDefense, build_unet
 
 #: Salts of the training and validation random streams.
@@ -86,8 +86,6 @@ class RobustifierParams(WarmUpParams):
     #: Epochs without a better validation robust accuracy before training stops (only with validation
     #: images: ``n_val`` in the defense's matrix entry).
     patience: int = Field(10, ge=1)
-    #: Largest global norm of the front-end's gradient per step (ours, not the paper's); None: no cap.
-    grad_clip: float | None = Field(None, gt=0)
 
 
 @register_defense("robustifier")
@@ -157,8 +155,7 @@ class Robustifier(UNetDefense):
                 loss = params.alpha * terms[0] + params.beta * terms[1] + params.gamma * terms[2]
                 opt.zero_grad(set_to_none=True)
                 torch.autograd.backward(loss)
-                if params.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(frontend.parameters(), params.grad_clip)
+                clip_gradients(opt, params)
                 opt.step()
                 sched.step()
                 totals += torch.cat([terms.detach(), hits.view(1)])

@@ -38,7 +38,7 @@ from bench.api import (
     register_defense,
 )
 from defenses.adversarial import cross_entropy_through, pgd, robust_accuracy
-from defenses.reconstruction import adversarial_mode, reconstruction_epoch
+from defenses.reconstruction import adversarial_mode, clip_gradients, reconstruction_epoch
 from defenses.unet import AdversarialUNetParams, UNetDefense, build_unet
 
 #: Salts of the training and validation random streams.
@@ -102,6 +102,7 @@ class RTFE(UNetDefense):
                     loss, hits = ensemble_logit_loss(frontend, guides, x, x_adv, y, params.huber_beta)
                 opt.zero_grad(set_to_none=True)
                 torch.autograd.backward(loss)
+                clip_gradients(opt, params)
                 opt.step()
                 if sched is not None:
                     sched.step()

@@ -2,10 +2,13 @@
 connected layer" (AAA, arXiv 1909.05921, Sec. 4).
 
 The paper gives no widths or kernel sizes; ours are a documented choice in the style of the small CIFAR CNNs
-of the time: 3x3 convolutions of 64, 64, 128 and 128 channels, a 2x2 max-pool after each pair, and one linear
-layer from the 8x8x128 map to the logits (0.34M parameters). Each convolution is followed by batch norm and
-ReLU, so the zoo's ``cifar`` recipe (SGD at 0.1) trains it without divergence; the paper's weakest CIFAR
-classifier (69.5% natural accuracy after adversarial training) is consistent with a network this small.
+of the time: 3x3 convolutions of 64, 64, 128 and 128 channels, each followed by batch norm and ReLU, a 2x2
+max-pool after each pair, global average pooling, and one linear layer to the logits (0.26M parameters).
+The pooling before the linear layer is what lets the zoo's ``cifar`` recipe (SGD at 0.1) train it: with the
+8x8x128 map flattened into the linear layer instead, one epoch on 5,000 CIFAR-10 images diverged at learning
+rate 0.1 (loss 49 after a few steps, 10.5% test accuracy at the end) and spiked to a loss of 16 at 0.02
+(25.4%), while this one fell steadily at 0.1 (28.0%). The paper's weakest CIFAR classifier (69.5% natural
+accuracy after adversarial training) is consistent with a network this small.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ WIDTHS = (64, 64, 128, 128)
     input_shape=(3, 32, 32),
     datasets=("cifar10", "cifar100"),
     recipe="cifar",
-    description="Vaishnavi et al.'s model F: four 3x3 conv-BN-ReLU (64-64-128-128, two pools) and one Linear",
+    description="Vaishnavi et al.'s model F: four 3x3 conv-BN-ReLU (64-64-128-128), average pool, one Linear",
 )
 def cifar_f(num_classes: int) -> nn.Module:
     layers: list[nn.Module] = []
@@ -32,4 +35,4 @@ def cifar_f(num_classes: int) -> nn.Module:
         if i % 2:
             layers.append(nn.MaxPool2d(2))
         c_in = width
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * 8 * 8, num_classes))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))

@@ -58,8 +58,9 @@ def test_adversarial_mode_leaves_only_batchnorm_in_eval_mode_when_frozen(freeze:
     assert all(m.training for m in others)
 
 
-def _batchnorm_statistics(defense: str, **settings: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The running statistics and the weights of a tiny U-Net front-end after a fit on random images."""
+def _tiny_fit(defense: str, **settings: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The BatchNorm running statistics and the weights of a tiny U-Net front-end after a fit on random
+    images."""
     shape = (1, 8, 8)
     torch.manual_seed(0)
     guide = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval().requires_grad_(False)
@@ -85,9 +86,24 @@ def test_frozen_batchnorm_keeps_the_warm_ups_statistics_while_the_weights_train(
 ) -> None:
     """One adversarial epoch or two: with BatchNorm frozen the running statistics are the warm-up's either
     way, while the weights (BatchNorm's affine ones included) go on training; unfrozen, they move."""
-    one_stats, one_weights = _batchnorm_statistics(defense, epochs=1, freeze_batchnorm=True, **own)
-    two_stats, two_weights = _batchnorm_statistics(defense, epochs=2, freeze_batchnorm=True, **own)
+    one_stats, one_weights = _tiny_fit(defense, epochs=1, freeze_batchnorm=True, **own)
+    two_stats, two_weights = _tiny_fit(defense, epochs=2, freeze_batchnorm=True, **own)
     assert one_stats and all(torch.equal(a, b) for a, b in zip(one_stats, two_stats, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(one_weights, two_weights, strict=True))
-    unfrozen, _ = _batchnorm_statistics(defense, epochs=1, **own)
+    unfrozen, _ = _tiny_fit(defense, epochs=1, **own)
     assert not all(torch.equal(a, b) for a, b in zip(one_stats, unfrozen, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("defense", "own"), [("robustifier", {"guide_layers": ["1"]}), ("rtfe", {}), ("jat", {})]
+)
+def test_grad_clip_caps_every_adversarial_step(defense: str, own: dict[str, Any]) -> None:
+    """Capped far below the gradient's norm, the adversarial epoch moves the weights by at most lr times the
+    cap per step, so two tiny caps end within a hair of each other; uncapped, the same epoch ends far away."""
+    settings = {"epochs": 1, "lr": 0.05, "weight_decay": 0.0, **own}
+    _, tiny = _tiny_fit(defense, grad_clip=1e-9, **settings)
+    _, twice = _tiny_fit(defense, grad_clip=2e-9, **settings)
+    _, free = _tiny_fit(defense, **settings)
+    gap = max(float((a - b).abs().max()) for a, b in zip(tiny, twice, strict=True))
+    free_gap = max(float((a - b).abs().max()) for a, b in zip(tiny, free, strict=True))
+    assert gap < 1e-6 < 1e-3 < free_gap
