@@ -129,11 +129,20 @@ class ClassifierConfig(Strict):
     #: A registered training recipe to use instead of the architecture's own (e.g. ``madry-at``); ``train``
     #: is then validated by it.
     recipe: str | None = None
+    #: Local weights file the recipe trains on from, instead of a random initialization (fine-tuning, e.g.
+    #: adversarial fine-tuning of a pre-trained model with ``madry-at``); read like ``weights``, including
+    #: where the normalization comes from.
+    init_weights: str | None = None
 
     @model_validator(mode="after")
     def _one_origin(self) -> ClassifierConfig:
         if self.weights and self.source:
             raise ValueError("give weights (a local file) or source (a registered loader), not both")
+        if self.init_weights and (self.weights or self.source):
+            raise ValueError(
+                "init_weights starts training from a file, while weights and source load a finished model: "
+                "give one of them"
+            )
         if self.arch is None and self.source is None:
             raise ValueError("give arch (a registered architecture) or source (e.g. robustbench:Standard)")
         if self.source is not None:

@@ -148,16 +148,9 @@ class Planner:
         locations: dict[str, str] = {}
         test = self.env.dataset(c.dataset, "test")
         if c.weights is not None:
-            path = resolve_path(c.weights, self.base_dir, self.env.data_root)
-            state = load_state_dict_file(path)
-            if c.normalization is None:
-                recorded = saved_normalization(state)
-                if recorded is None:  # validation refuses this; planning never guesses either
-                    raise ConfigError(unstated_normalization(label, c.dataset))
-                shared["normalization"] = recorded
+            path = self._weights_file(label, c, c.weights, shared)
             config = ClassifierFromWeights.model_validate({**shared, "weights_sha256": sha256_file(path)})
-            # Load once now: a file with wrong shapes or a non-weights pickle stops the run before any work.
-            load_classifier_weights(new_classifier(config), state, str(path))
+            self._check_loads(config, path)
             locations["weights"] = str(path)
             data = test.identity
         elif c.source is not None:
@@ -176,7 +169,14 @@ class Planner:
                     f"classifier {label} trained {params.epochs} of {recipe.full_scale_epochs} epochs"
                 )
             notes = [f"classifier {label}: {n}" if not n.startswith("classifier") else n for n in notes]
-            config = TrainedClassifier.model_validate({**shared, "recipe": recipe_name, "train": params})
+            trained = {**shared, "recipe": recipe_name, "train": params}
+            if c.init_weights is None:
+                config = TrainedClassifier.model_validate(trained)
+            else:
+                path = self._weights_file(label, c, c.init_weights, trained)
+                config = TrainedClassifier.model_validate({**trained, "init_sha256": sha256_file(path)})
+                self._check_loads(config, path)
+                locations["init_weights"] = str(path)
             data = f"{train.identity}+{test.identity}"
         job = self.graph.add(
             JobSpec(
@@ -191,6 +191,22 @@ class Planner:
         )
         self._classifier_keys[label] = job.key
         return job.key
+
+    def _weights_file(self, label: str, c: ClassifierConfig, file: str, shared: dict[str, object]) -> Path:
+        """The resolved path of a classifier's weights file; unless the matrix states the normalization, the
+        one the file records goes into ``shared``."""
+        path = resolve_path(file, self.base_dir, self.env.data_root)
+        if c.normalization is None:
+            recorded = saved_normalization(load_state_dict_file(path))
+            if recorded is None:  # validation refuses this; planning never guesses either
+                raise ConfigError(unstated_normalization(label, c.dataset))
+            shared["normalization"] = recorded
+        return path
+
+    @staticmethod
+    def _check_loads(config: ClassifierJobConfig, path: Path) -> None:
+        """Load once now: a file with wrong shapes or a non-weights pickle stops the run before any work."""
+        load_classifier_weights(new_classifier(config), load_state_dict_file(path), str(path))
 
     def joint_classifiers(self, defense: str, guides: list[str]) -> dict[str, JointClassifier]:
         """By guide, the new classifiers a defense that ``trains_classifier`` builds and trains with its

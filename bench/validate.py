@@ -504,19 +504,7 @@ def _check_classifier(
     if problem:
         p.add(path, problem)
     if c.weights is not None:
-        where = resolve_path(c.weights, base_dir, data_root)
-        if not where.is_file():
-            p.add(
-                f"{path}.weights",
-                f"weights file {str(where)!r} does not exist (relative paths are from the "
-                "matrix file's folder; {data_dir} expands to the data root)",
-            )
-        elif c.normalization is None:
-            try:
-                if saved_normalization(load_state_dict_file(where)) is None:
-                    p.add(f"{path}.normalization", unstated_normalization(label, c.dataset))
-            except WeightsError as exc:
-                p.add(f"{path}.weights", str(exc))
+        _check_weights_file(p, path, "weights", c.weights, c, base_dir, data_root)
         if c.train:
             p.add(f"{path}.train", "a classifier loaded from weights is not trained: remove 'train'")
         if c.recipe is not None:
@@ -533,7 +521,30 @@ def _check_classifier(
         named_at = f"{path}.recipe" if c.recipe is not None else f"{path}.arch"
         if p.name(named_at, "training recipe", recipe, RECIPES.names()):
             p.params(f"{path}.train", RECIPES.get(recipe).Params, c.train)
+        if c.init_weights is not None:
+            _check_weights_file(p, path, "init_weights", c.init_weights, c, base_dir, data_root)
     return info.input_shape
+
+
+def _check_weights_file(
+    p: Problems, path: str, key: str, file: str, c: ClassifierConfig, base_dir: Path, data_root: Path
+) -> None:
+    """A classifier's weights file (``key``: ``weights`` or ``init_weights``) exists, reads as weights, and
+    records its normalization unless the matrix states one."""
+    label = path.removeprefix("classifiers.")
+    where = resolve_path(file, base_dir, data_root)
+    if not where.is_file():
+        p.add(
+            f"{path}.{key}",
+            f"weights file {str(where)!r} does not exist (relative paths are from the "
+            "matrix file's folder; {data_dir} expands to the data root)",
+        )
+    elif c.normalization is None:
+        try:
+            if saved_normalization(load_state_dict_file(where)) is None:
+                p.add(f"{path}.normalization", unstated_normalization(label, c.dataset))
+        except WeightsError as exc:
+            p.add(f"{path}.{key}", str(exc))
 
 
 def unstated_normalization(label: str, dataset: str) -> str:
@@ -693,9 +704,10 @@ def _as_guide(matrix: MatrixConfig, target: str, guides: list[str]) -> str:
 def pretrained_joint_guide(defense: str, kind: str, guide: str, c: ClassifierConfig) -> str | None:
     """Why ``guide`` cannot be a guide of a defense that trains its guides from scratch with its front-end
     (``trains_classifier``), or None when it can: a pre-trained guide would be silently thrown away."""
-    if c.weights is None and c.source is None:
+    given = next((f"{k}: {v}" for k, v in (("weights", c.weights), ("source", c.source),
+                                            ("init_weights", c.init_weights)) if v is not None), None)
+    if given is None:
         return None
-    given = f"weights: {c.weights}" if c.weights is not None else f"source: {c.source}"
     return (
         f"defense {defense!r} ({kind}) trains its guide classifiers from scratch, jointly with its "
         f"front-end, but guide {guide!r} is pre-trained ({given}); give that guide an arch without weights "

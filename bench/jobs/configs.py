@@ -43,6 +43,9 @@ class TrainedClassifier(ClassifierJobConfig):
     origin: Literal["train"] = "train"
     recipe: str
     train: SerializeAsAny[RecipeParams]
+    #: The content of the weights file training starts from (fine-tuning; its path is only a location);
+    #: None (absent) for training from a random initialization.
+    init_sha256: str | None = None
 
 
 class ClassifierFromWeights(ClassifierJobConfig):

@@ -50,11 +50,17 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
     }
     metrics: dict[str, float] = {}
     # Where the normalization in front of the network came from, for the card and the report: a trained
-    # classifier's is the matrix's (by default the dataset's statistics), a zoo model brings its own.
+    # classifier's is the matrix's (by default the dataset's statistics) unless it starts from a file that
+    # records one, a zoo model brings its own.
     normalization_from = "model source" if c.origin == "source" else "matrix"
     if isinstance(c, TrainedClassifier):
         recipe = RECIPES.get(c.recipe)()
         params = c.train
+        if c.init_sha256 is not None:
+            # A resumed run then loads its checkpoint over these weights.
+            name, recorded = load_checked(model, spec, "init_weights", c.init_sha256)
+            card.update(init_weights=name, init_sha256=c.init_sha256)
+            normalization_from = "weights file" if recorded else normalization_from
         train, val = train_split(env.dataset(c.dataset, "train"), params.n_train, params.n_val)
         metrics.update(recipe.fit(model, train, params, ctx))
         if ctx.checkpoints is not None and ctx.checkpoints.resumed_from is not None:
@@ -63,14 +69,9 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
         if val is not None:
             metrics["val_accuracy"] = accuracy(model, val, ctx)
     elif isinstance(c, ClassifierFromWeights):
-        path = Path(spec.locations["weights"])
-        if sha256_file(path) != c.weights_sha256:
-            raise WeightsError(f"weights file {path} changed since the run was planned; run again")
-        state = load_state_dict_file(path)
-        load_classifier_weights(model, state, str(path))
-        card.update(weights=path.name, weights_sha256=c.weights_sha256)
-        if saved_normalization(state) is not None:  # then the matrix's, if it gave one, equals it
-            normalization_from = "weights file"
+        name, recorded = load_checked(model, spec, "weights", c.weights_sha256)
+        card.update(weights=name, weights_sha256=c.weights_sha256)
+        normalization_from = "weights file" if recorded else normalization_from
     elif isinstance(c, ClassifierFromSource):
         card.update(source=c.source, source_meta=source_meta)
     elif isinstance(c, JointClassifier):
@@ -86,6 +87,18 @@ def run(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
         json={"card": card},
         metrics={**metrics, "normalization_from": normalization_from},
     )
+
+
+def load_checked(model: torch.nn.Module, spec: JobSpec, location: str, sha256: str) -> tuple[str, bool]:
+    """Load the weights file at the job's ``location`` into ``model`` after checking it is the content the
+    run was planned with; returns the file's name and whether it records its normalization (then the
+    matrix's, if it gave one, equals it)."""
+    path = Path(spec.locations[location])
+    if sha256_file(path) != sha256:
+        raise WeightsError(f"weights file {path} changed since the run was planned; run again")
+    state = load_state_dict_file(path)
+    load_classifier_weights(model, state, str(path))
+    return path.name, saved_normalization(state) is not None
 
 
 def accuracy(model: torch.nn.Module, data: ImageData, ctx: JobContext) -> float:

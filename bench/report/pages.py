@@ -552,7 +552,7 @@ def _classifier_cards(view: RunView) -> list[ClassifierCard]:
                 arch=str(config.get("arch", "")),
                 dataset=str(config.get("dataset", "")),
                 seed=str(config.get("seed", "")),
-                origin=str(config.get("origin", "")),
+                origin=_origin(config),
                 normalization=_normalization(config.get("normalization"), metrics.get("normalization_from")),
                 test_accuracy=float(acc) if isinstance(acc, int | float) else None,
                 test_n=int(n) if isinstance(n, int | float) else None,
@@ -560,6 +560,13 @@ def _classifier_cards(view: RunView) -> list[ClassifierCard]:
             ),
         )
     return list(cards.values())
+
+
+def _origin(config: dict[str, Any]) -> str:
+    """Where a classifier's weights come from; a fine-tuned one names the file's content it started from."""
+    origin = str(config.get("origin", ""))
+    init = config.get("init_sha256")
+    return f"{origin}, fine-tuned from weights {str(init)[:12]}" if init else origin
 
 
 def _normalization(norm: Any, came_from: Any) -> str:

@@ -547,7 +547,10 @@ def test_a_target_trained_adversarially_is_marked_as_retrained(env: Env) -> None
     assert marked == {"AT": True, "C": None}
 
 
-def test_jat_given_a_pre_trained_guide_is_refused_naming_it(env: Env, tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", ["weights", "init_weights"])
+def test_jat_given_a_pre_trained_guide_is_refused_naming_it(env: Env, tmp_path: Path, key: str) -> None:
+    """A guide loaded from weights, or one that would start its training from them: JAT would throw them
+    away and train a new classifier from scratch."""
     from safetensors.torch import save_file
 
     from bench.api.classifier import build_classifier
@@ -555,9 +558,9 @@ def test_jat_given_a_pre_trained_guide_is_refused_naming_it(env: Env, tmp_path: 
     model = build_classifier("mnist-c", 10, (0.1307,), (0.3081,))
     path = tmp_path / "c.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
-    p = {"arch": "mnist-c", "dataset": "mnist", "weights": str(path)}
+    p = {"arch": "mnist-c", "dataset": "mnist", key: str(path)}
     raw = with_jat([{"kind": "native", "defenses": ["jat"], "guides": ["P"]}], P=p)
-    refused = r"'jat' \(jat\) trains its guide .* guide 'P' is pre-trained \(weights: "
+    refused = rf"'jat' \(jat\) trains its guide .* guide 'P' is pre-trained \({key}: "
     with pytest.raises(ConfigError, match=refused):
         plan_matrix(parse_matrix(raw, "m.yaml"), tmp_path, env)
 
