@@ -16,6 +16,13 @@ random start, SGD with learning rate 0.1, momentum 0.9, weight decay 2e-4, batch
 et al. divide the learning rate by 10 after 40k and 60k steps of 128 images, which 60 CIFAR-10 epochs
 (23.4k steps) never reach, so the default is a constant 0.1; ``lr_milestones`` sets decay points as fractions
 of the run. The paper names no U-Net width; ours defaults to S = 8, the classic 64-to-1024-channel U-Net.
+
+The loss has a degenerate minimum that a short run falls into: a front-end returning one constant image puts
+the guide's logits at a fixed distance from the clean ones, 61-62 for akamaster's ResNet-20 on 256 CIFAR-10
+training images (the mean image, or grey), while passing the PGD-7 image on costs 31.5 at 1/255, 54.4 at 2/255
+and 112 at 8/255. Until the U-Net has learnt to remove the perturbation, the constant is as good or better
+from 2/255 up; our CPU runs (a few hundred steps) collapsed there, so the CPU matrices train at 1/255 (issue
+18). The paper's 60 epochs on all of CIFAR-10 get past it.
 """
 
 from __future__ import annotations
