@@ -30,6 +30,7 @@ from bench.api import (
     saved_normalization,
     sha256_file,
 )
+from bench.api.weights import StateDict
 from bench.config import (
     FULL_SCALE_N,
     AttackConfig,
@@ -148,9 +149,10 @@ class Planner:
         locations: dict[str, str] = {}
         test = self.env.dataset(c.dataset, "test")
         if c.weights is not None:
-            path = self._weights_file(label, c, c.weights, shared)
+            path, state = self._weights_file(label, c, c.weights, shared)
             config = ClassifierFromWeights.model_validate({**shared, "weights_sha256": sha256_file(path)})
-            self._check_loads(config, path)
+            # Load once now: a file with wrong shapes or a non-weights pickle stops the run before any work.
+            load_classifier_weights(new_classifier(config), state, str(path))
             locations["weights"] = str(path)
             data = test.identity
         elif c.source is not None:
@@ -173,9 +175,9 @@ class Planner:
             if c.init_weights is None:
                 config = TrainedClassifier.model_validate(trained)
             else:
-                path = self._weights_file(label, c, c.init_weights, trained)
+                path, state = self._weights_file(label, c, c.init_weights, trained)
                 config = TrainedClassifier.model_validate({**trained, "init_sha256": sha256_file(path)})
-                self._check_loads(config, path)
+                load_classifier_weights(new_classifier(config), state, str(path))
                 locations["init_weights"] = str(path)
             data = f"{train.identity}+{test.identity}"
         job = self.graph.add(
@@ -192,21 +194,19 @@ class Planner:
         self._classifier_keys[label] = job.key
         return job.key
 
-    def _weights_file(self, label: str, c: ClassifierConfig, file: str, shared: dict[str, object]) -> Path:
-        """The resolved path of a classifier's weights file; unless the matrix states the normalization, the
-        one the file records goes into ``shared``."""
+    def _weights_file(
+        self, label: str, c: ClassifierConfig, file: str, shared: dict[str, object]
+    ) -> tuple[Path, StateDict]:
+        """The resolved path of a classifier's weights file and its contents, read once; unless the matrix
+        states the normalization, the one the file records goes into ``shared``."""
         path = resolve_path(file, self.base_dir, self.env.data_root)
+        state = load_state_dict_file(path)
         if c.normalization is None:
-            recorded = saved_normalization(load_state_dict_file(path))
+            recorded = saved_normalization(state)
             if recorded is None:  # validation refuses this; planning never guesses either
                 raise ConfigError(unstated_normalization(label, c.dataset))
             shared["normalization"] = recorded
-        return path
-
-    @staticmethod
-    def _check_loads(config: ClassifierJobConfig, path: Path) -> None:
-        """Load once now: a file with wrong shapes or a non-weights pickle stops the run before any work."""
-        load_classifier_weights(new_classifier(config), load_state_dict_file(path), str(path))
+        return path, state
 
     def joint_classifiers(self, defense: str, guides: list[str]) -> dict[str, JointClassifier]:
         """By guide, the new classifiers a defense that ``trains_classifier`` builds and trains with its
