@@ -1,11 +1,11 @@
 """Executors run a job graph against a store; the local one runs jobs in-process in dependency order.
 
 The interface is deliberately small (``run(graph, ...)``) so a distributed engine can replace the local one:
-it decides which jobs are already complete (recorded done, their artifacts intact on disk *and* computed from
-the upstream artifacts there now), runs the rest upstream-first, and hands each job's output to the store in
-one transaction after its files are written. A failed job does not stop the others (as ``make -k``): only the
-jobs downstream of it are left out, so a rerun has just those to do. ``bench run --executor NAME`` picks an
-engine from :data:`EXECUTORS`.
+it decides which jobs are already complete (recorded done, and computed from the upstream artifacts recorded
+now; their files on disk only where a job still to run reads them), runs the rest upstream-first, and hands
+each job's output to the store in one transaction after its files are written. A failed job does not stop
+the others (as ``make -k``): only the jobs downstream of it are left out, so a rerun has just those to do.
+``bench run --executor NAME`` picks an engine from :data:`EXECUTORS`.
 """
 
 from __future__ import annotations
@@ -89,13 +89,14 @@ class LocalExecutor:
 
     def run(self, graph: JobGraph, store: Store, env: Env, run_id: int, force: bool) -> RunSummary:
         since = utcnow()
-        done = already_complete(graph, store, env, force)
+        complete = already_complete(graph, store, env, force)
+        done = complete.done
         todo = [s for s in graph if s.key not in done]
         prepare_artifacts(graph, env, todo)
         upstream = Upstream(graph, env, lambda key: done[key])
         bar = overall_bar(len(todo), self.show_progress)
         todo_keys = {s.key for s in todo}
-        rounds = Rounds(graph, store, env, run_id, force, since, done, todo_keys, bar, self.lease_s)
+        rounds = Rounds(graph, store, env, run_id, force, since, complete, todo_keys, bar, self.lease_s)
         try:
             for claims in rounds.until_settled(self.poll_s):
                 for spec in claims:
@@ -122,6 +123,10 @@ class Rounds:
     blocked, a complete one (before this run, or finished meanwhile by a concurrent one) is linked as
     skipped, and the rest are claimed, each by taking its lease, and handed to the executor. A job another run
     holds is passed over, with what depends on it, and the next pass, after ``poll_s``, looks at those again.
+
+    A job complete before this run but below one this run computes again (its files were gone, and a job that
+    must run reads them) waits for it, and is kept only if it wrote the bytes recorded before: otherwise it
+    is computed again too, from the new ones, and so is everything below it.
     """
 
     graph: JobGraph
@@ -131,13 +136,18 @@ class Rounds:
     force: bool
     #: When this run began: a job another run finished after it is used, not computed again.
     since: datetime
-    #: Artifacts of the complete jobs, by key; the executor adds each job it runs.
-    done: dict[str, dict[str, StoredArtifact]]
+    #: What was complete when the run began; its ``done`` holds the artifacts of the complete jobs by key,
+    #: and the executor adds each job it runs.
+    complete: Completion
     #: The jobs that were not complete when the run began (the progress bar counts them).
     todo: set[str]
     bar: ProgressBar
     lease_s: float
     summary: RunSummary = field(default_factory=RunSummary)
+
+    @property
+    def done(self) -> dict[str, dict[str, StoredArtifact]]:
+        return self.complete.done
 
     def until_settled(self, poll_s: float) -> Iterator[Iterator[JobSpec]]:
         """One iterator of claimed jobs per pass; exhaust each (running its jobs, for an executor that runs
@@ -146,7 +156,7 @@ class Rounds:
         while pending:
             held: dict[str, None] = {}
             yield self._claims(pending, held)
-            pending = [self.graph[key] for key in held]
+            pending = [spec for spec in self.graph if spec.key in held]
             if pending:
                 self.bar.set_description(f"waiting on {len(pending)} jobs another run holds")
                 self.store.heartbeat(self.run_id)
@@ -154,6 +164,8 @@ class Rounds:
 
     def _claims(self, pending: list[JobSpec], held: dict[str, None]) -> Iterator[JobSpec]:
         for spec in pending:
+            if spec.key in self.complete.read and not self._stands(spec, held):
+                continue
             if spec.key not in self.done:
                 waits_on = failed_upstream(spec, self.summary)
                 if waits_on:
@@ -173,6 +185,54 @@ class Rounds:
                     self.bar.update(1)
                 continue
             yield spec
+
+    def _stands(self, spec: JobSpec, held: dict[str, None]) -> bool:
+        """Whether a job complete before this run is kept, once the jobs above it that this run computes
+        again are settled; False leaves it blocked, or ``held`` for the next pass (waiting on them, or put
+        back to be computed again)."""
+        redone = [k for k in ancestors(self.graph, spec.key) if k in self.todo]
+        if not redone:
+            return True
+        failed = [k for k in redone if k in self.summary.failed or k in self.summary.blocked]
+        if failed:
+            self.summary.blocked[spec.key] = failed
+            self.bar.update(1)
+            return False
+        if not all(k in self.done for k in redone):
+            held[spec.key] = None
+            return False
+        read = self.complete.read[spec.key]
+        if read is None or read == upstream_sha256(self.graph, spec.key, self.done.__getitem__):
+            return True
+        self._put_back(spec.key, held)
+        return False
+
+    def _put_back(self, key: str, held: dict[str, None]) -> None:
+        """Compute ``key`` again in the next pass, with the jobs above it whose files are gone, and look
+        again at what was kept below those (it may have been computed from bytes they no longer write)."""
+        gone = self.complete.absent & self.complete.read.keys()
+        back = [key, *(k for k in ancestors(self.graph, key) if k in gone)]
+        for k in back:
+            del self.done[k]
+            self.complete.read.pop(k, None)
+            self.todo.add(k)
+        below = descendants(self.graph, back)
+        again = [k for k in self.summary.skipped if k in below or k in back]
+        self.summary.skipped = [k for k in self.summary.skipped if k not in again]
+        held.update(dict.fromkeys([*back, *again]))
+
+
+def descendants(graph: JobGraph, keys: Collection[str]) -> set[str]:
+    """Every job downstream of any of ``keys``."""
+    below = graph.downstream()
+    found: set[str] = set()
+    todo = [k for key in keys for k in below[key]]
+    while todo:
+        k = todo.pop()
+        if k not in found:
+            found.add(k)
+            todo.extend(below[k])
+    return found
 
 
 def claim(
@@ -249,35 +309,43 @@ def keepalive(
         thread.join()
 
 
-def already_complete(
-    graph: JobGraph, store: Store, env: Env, force: bool
-) -> dict[str, dict[str, StoredArtifact]]:
-    """Artifacts by name of the jobs a run takes as complete (:func:`completion`); none under ``force``."""
-    return {} if force else completion(graph, store, env.artifacts).done
+def already_complete(graph: JobGraph, store: Store, env: Env, force: bool) -> Completion:
+    """The jobs a run takes as complete (:func:`completion`); none under ``force``."""
+    return Completion({}, {}, frozenset(), {}) if force else completion(graph, store, env.artifacts)
 
 
 @dataclass(frozen=True)
 class Completion:
-    #: Jobs recorded done whose files are intact and which were computed from the upstream artifacts on disk
-    #: now: their artifacts by name.
+    #: Jobs whose rows stand: recorded done, and computed from the artifacts recorded now for every job
+    #: upstream of them. Their artifacts by name, as recorded, whether or not their files are on disk.
     done: dict[str, dict[str, StoredArtifact]]
     #: Jobs recorded done that the next run computes again, and why.
     stale: dict[str, str]
+    #: The jobs of ``done`` whose files are gone or damaged: the store is the record and the artifact folder
+    #: a cache, so their rows stand until a job that must run reads them (then they are computed again).
+    absent: frozenset[str]
+    #: Per job of ``done``, the sha256 of the upstream artifacts it recorded being computed from (None for a
+    #: job recorded before upstream hashes were), checked again when one of them is computed again.
+    read: dict[str, dict[str, dict[str, str]] | None]
 
 
 def completion(graph: JobGraph, store: Store, artifacts: ArtifactStore) -> Completion:
-    """Which jobs recorded done still stand: a job below one that is redone is redone too, so a row never
-    outlives the artifacts it was computed from. One rule for ``bench run`` and ``bench status``."""
+    """Which jobs recorded done still stand, one rule for ``bench run`` and ``bench status``.
+
+    A row never outlives the bytes it was computed from: a job below one that is redone is redone too, and
+    so is one that recorded other upstream bytes than the store holds now. Files are another matter: rows
+    are committed and shared where artifact folders are not (a GPU machine's, a lost one's), so a job whose
+    files are gone stands until a job that must run needs them, and is computed again only then. Whether
+    that redo keeps what was built on it is settled in the run, by the bytes it writes (:class:`Rounds`)."""
     done: dict[str, dict[str, StoredArtifact]] = {}
     stale: dict[str, str] = {}
+    absent: set[str] = set()
     recorded = {job.key: job.metrics.get(UPSTREAM_SHA256) for job in store.jobs([s.key for s in graph])}
-    for spec in graph:  # upstream first, so ``done`` holds every upstream job that is complete
+    for spec in graph:  # upstream first, so ``done`` holds every upstream job that stands
         found = store.completed_artifacts(spec.key)
         if found is None:
             continue
-        if not all(artifacts.intact(a) for a in found):
-            stale[spec.key] = "its artifacts are missing or damaged"
-        elif not all(d in done for d in ancestors(graph, spec.key)):
+        if not all(d in done for d in ancestors(graph, spec.key)):
             # an upstream job is redone, and may come out different (non-deterministic training)
             stale[spec.key] = "an upstream job is redone"
         elif (read := recorded.get(spec.key)) is not None and read != upstream_sha256(
@@ -286,7 +354,15 @@ def completion(graph: JobGraph, store: Store, artifacts: ArtifactStore) -> Compl
             stale[spec.key] = "computed from upstream artifacts since rewritten"
         else:
             done[spec.key] = {a.name: a for a in found}
-    return Completion(done, stale)
+            if not all(artifacts.intact(a) for a in found):
+                absent.add(spec.key)
+    for spec in reversed(list(graph)):  # downstream first, so a job put back to run has its own inputs found
+        if spec.key not in done:
+            for key in ancestors(graph, spec.key):
+                if key in absent and key in done:
+                    del done[key]
+                    stale[key] = f"its artifacts are missing or damaged, and {spec.label!r} reads them"
+    return Completion(done, stale, frozenset(absent & done.keys()), {k: recorded.get(k) for k in done})
 
 
 def ancestors(graph: JobGraph, key: str) -> list[str]:

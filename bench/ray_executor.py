@@ -140,13 +140,14 @@ class RayExecutor:
         import ray
 
         since = utcnow()
-        done = already_complete(graph, store, env, force)
+        complete = already_complete(graph, store, env, force)
+        done = complete.done
         todo = [s for s in graph if s.key not in done]
         prepare_artifacts(graph, env, todo)
         owns = False
         bar = overall_bar(len(todo), self.show_progress)
         todo_keys = {s.key for s in todo}
-        rounds = Rounds(graph, store, env, run_id, force, since, done, todo_keys, bar, self.lease_s)
+        rounds = Rounds(graph, store, env, run_id, force, since, complete, todo_keys, bar, self.lease_s)
         try:
             for claims in rounds.until_settled(self.poll_s):
                 claimed = list(claims)

@@ -4,8 +4,8 @@ A long matrix runs for hours, often in two processes sharing one store, so this 
 the plan and the store's rows alone, without running or writing anything. Running means what makes a
 concurrent ``bench run`` wait for the job: a lease that still holds (:func:`bench.storage.store.holds`), so
 a job whose run died reads as pending, which is what the next run will do with it. Done means what ``bench
-run`` takes as complete (:func:`bench.executor.completion`): a job recorded done whose artifacts are gone, or
-below one that is redone, reads as pending too, with the reason.
+run`` takes as complete (:func:`bench.executor.completion`): a job recorded done whose artifacts are gone and
+read by a job still to run, or below one that is redone, reads as pending too, with the reason.
 """
 
 from __future__ import annotations

@@ -166,42 +166,48 @@ def test_a_failed_job_a_live_run_retries_is_running(
     assert [r.id for r in status.runs] == [retry], "a run of another matrix at work on one of its jobs"
 
 
-def test_a_job_done_without_its_artifacts_is_pending_and_so_is_everything_below_it(
+def test_a_job_done_without_its_artifacts_is_pending_only_while_a_job_to_run_reads_them(
     tmp_path: Path, graph: JobGraph, jobs: dict[str, JobSpec], matrix_file: Path, data_dir: Path
 ) -> None:
     """What ``bench run`` would compute again is not done, though the store recorded it so: a run whose
-    artifact folder was lost retrains the classifier, and every row computed through it goes with it, while a
-    job that does not depend on it stays done."""
+    artifact folder was lost retrains the classifier because jobs still to run read it, while the rows
+    computed through it stand (the run keeps them if the classifier comes out the same). Once nothing left
+    to run reads it, lost files are no reason to compute anything again."""
     weights = tmp_path / "art" / "cls" / "model.safetensors"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"weights")
     stored = StoredArtifact("model", "cls/model.safetensors", hashlib.sha256(b"weights").hexdigest(), 7)
     store = Store(tmp_path / "r.db")
     run = start(store)
-    done(store, run, find(jobs, "train-classifier", "A"), [stored])
-    done(store, run, find(jobs, "train-defense", "none"))
-    done(store, run, find(jobs, "attack", "none"))
+    classifier = find(jobs, "train-classifier", "A")
+    kept = [find(jobs, "train-defense", "none"), find(jobs, "attack", "none")]
+    done(store, run, classifier, [stored])
+    for spec in kept:
+        done(store, run, spec)
     store.finish_run(run, "done")
     assert status_of(store, graph, tmp_path).done == 3
 
     weights.unlink()
     status = status_of(store, graph, tmp_path)
     redo = {j.label: j.redo for j in status.jobs if j.redo is not None}
-    assert redo == {
-        find(jobs, "train-classifier", "A").label: "its artifacts are missing or damaged",
-        find(jobs, "attack", "none").label: "an upstream job is redone",
-    }
-    (kept,) = [j for j in status.jobs if j.state == "done"]
-    assert kept.label == find(jobs, "train-defense", "none").label, "no guide: it needs no classifier"
+    assert list(redo) == [classifier.label]
+    assert redo[classifier.label].startswith("its artifacts are missing or damaged, and '")
+    assert redo[classifier.label].endswith("' reads them")
+    assert {j.label for j in status.jobs if j.state == "done"} == {spec.label for spec in kept}
     result = status_cli(matrix_file, tmp_path / "r.db", data_dir, "--artifacts", str(tmp_path / "art"))
     assert result.exit_code == 1, result.output
-    assert "recorded done, but its artifacts are missing or damaged" in result.output
+    assert "recorded done, but its artifacts are missing or damaged, and " in result.output
 
     rerun = start(store)
-    classifier = find(jobs, "train-classifier", "A").key
-    assert store.take_lease(rerun, classifier).taken
-    (training,) = [j for j in status_of(store, graph, tmp_path).jobs if j.key == classifier]
+    assert store.take_lease(rerun, classifier.key).taken
+    (training,) = [j for j in status_of(store, graph, tmp_path).jobs if j.key == classifier.key]
     assert training.state == "running" and training.holder == rerun, "being computed again"
+
+    store.release_lease(rerun, classifier.key)
+    for spec in jobs.values():
+        if spec.key != classifier.key and spec not in kept:
+            done(store, rerun, spec)
+    assert status_of(store, graph, tmp_path).done == 7, "nothing left to run reads the lost weights"
 
 
 def status_cli(matrix: Path, db: Path, data_dir: Path, *more: str) -> Result:

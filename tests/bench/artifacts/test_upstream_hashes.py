@@ -1,6 +1,7 @@
 """The executor's use of artifacts: a job records the sha256 of what it was computed from and is redone when
-an upstream artifact was rewritten with other bytes; a damaged artifact is redone; a storage fault stops the
-run with nothing of the job recorded."""
+an upstream artifact was rewritten with other bytes; a job whose files are gone or damaged is computed again
+when a job that must run reads them, and what was built on it is kept only if it comes out the same; a
+storage fault stops the run with nothing of the job recorded."""
 
 from __future__ import annotations
 
@@ -101,22 +102,99 @@ def test_a_job_computed_from_rewritten_upstream_bytes_is_redone(tmp_path: Path, 
     assert execute(tmp_path, graph).skipped == [s[x].key for x in "abc"], "and then kept"
 
 
-def test_a_job_whose_upstream_is_redone_is_redone(tmp_path: Path, draws: list[float]) -> None:
-    graph, s = chain("a", "b")
-    execute(tmp_path, graph)
-    artifact_path(tmp_path, s["a"]).unlink()
-    assert execute(tmp_path, graph).ran == [s["a"].key, s["b"].key]
-
-
-def test_a_damaged_artifact_is_redone_and_what_was_built_on_it(tmp_path: Path, draws: list[float]) -> None:
-    graph, s = chain("a", "b")
-    execute(tmp_path, graph)
-    path = artifact_path(tmp_path, s["a"])
+def lose(tmp: Path, spec: JobSpec, how: str) -> None:
+    """Delete a job's file, or flip one bit of it, as a lost or damaged artifact folder leaves it."""
+    path = artifact_path(tmp, spec)
+    if how == "deleted":
+        path.unlink()
+        return
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
     path.write_bytes(bytes(data))
     artifacts_module._HASHES.clear()  # the next run is a new process (damage within one mtime tick is unseen)
-    assert execute(tmp_path, graph).ran == [s["a"].key, s["b"].key]
+
+
+@pytest.fixture
+def same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every job writes the same bytes each time it runs, as seeded training on one machine does."""
+
+    def runner(spec: JobSpec, upstream: Upstream, env: Env) -> JobOutput:
+        read = [float(upstream.tensors(d, "model")["w"].sum()) for d in spec.deps]
+        return JobOutput(tensors={"model": {"w": torch.tensor([float(len(spec.label)), *read])}})
+
+    monkeypatch.setitem(RUNNERS, "train-classifier", runner)
+
+
+def fork(graph: JobGraph, s: dict[str, JobSpec], name: str, parent: str) -> JobGraph:
+    """``graph`` with one more job, ``name``, below ``parent``."""
+    grown = JobGraph()
+    for spec in graph:
+        grown.add(spec)
+    s[name] = grown.add(JobSpec(label=name, settings=Named(name=name), deps=(s[parent].key,)))
+    return grown
+
+
+def done_then_lost(tmp: Path, how: str) -> tuple[JobGraph, dict[str, JobSpec]]:
+    """a -> b, run, then both files lost the same way."""
+    graph, s = chain("a", "b")
+    execute(tmp, graph)
+    lose(tmp, s["a"], how)
+    lose(tmp, s["b"], how)
+    return graph, s
+
+
+@pytest.mark.parametrize("how", ["deleted", "damaged"])
+def test_rows_outlive_lost_files_that_no_job_to_run_reads(
+    tmp_path: Path, draws: list[float], how: str
+) -> None:
+    graph, s = done_then_lost(tmp_path, how)
+    summary = execute(tmp_path, graph)
+    assert summary.ran == [] and summary.skipped == [s["a"].key, s["b"].key]
+
+
+@pytest.mark.parametrize("how", ["deleted", "damaged"])
+def test_lost_files_a_job_to_run_reads_are_computed_again_first(
+    tmp_path: Path, draws: list[float], how: str
+) -> None:
+    graph, s = done_then_lost(tmp_path, how)
+    summary = execute(tmp_path, fork(graph, s, "c", "b"))
+    assert summary.ran == [s["a"].key, s["b"].key, s["c"].key]
+    assert metrics(tmp_path, s["c"])["read"] == [draws[3] + draws[2]], "c reads the new b, built on the new a"
+
+
+def test_a_job_kept_below_one_computed_again_with_other_bytes_is_redone(
+    tmp_path: Path, draws: list[float]
+) -> None:
+    graph, s = chain("a", "b")
+    execute(tmp_path, graph)
+    artifact_path(tmp_path, s["a"]).unlink()
+    summary = execute(tmp_path, fork(graph, s, "c", "a"))
+    assert summary.ran == [s["a"].key, s["c"].key, s["b"].key], "a comes out different, so b goes with it"
+    assert summary.skipped == []
+    assert metrics(tmp_path, s["b"])["read"] == [draws[2]]
+
+
+def test_what_was_kept_below_a_lost_file_is_redone_down_to_the_bottom(
+    tmp_path: Path, draws: list[float]
+) -> None:
+    graph, s = chain("a", "b", "c")
+    execute(tmp_path, graph)
+    artifact_path(tmp_path, s["a"]).unlink()
+    artifact_path(tmp_path, s["b"]).unlink()
+    summary = execute(tmp_path, fork(graph, s, "d", "a"))
+    assert summary.ran == [s["a"].key, s["d"].key, s["b"].key, s["c"].key]
+    assert metrics(tmp_path, s["c"])["read"] == [draws[5] + draws[3]], "b is redone, unread"
+    assert execute(tmp_path, graph).skipped == [s[x].key for x in "abc"], "and then kept"
+
+
+def test_a_job_computed_again_with_the_same_bytes_keeps_what_was_built_on_it(
+    tmp_path: Path, same: None
+) -> None:
+    graph, s = chain("a", "b")
+    execute(tmp_path, graph)
+    artifact_path(tmp_path, s["a"]).unlink()
+    summary = execute(tmp_path, fork(graph, s, "c", "a"))
+    assert summary.ran == [s["a"].key, s["c"].key] and summary.skipped == [s["b"].key]
 
 
 def test_jobs_of_a_store_written_before_upstream_hashes_are_kept(tmp_path: Path, draws: list[float]) -> None:
