@@ -151,18 +151,24 @@ class Rounds:
 
     def until_settled(self, poll_s: float) -> Iterator[Iterator[JobSpec]]:
         """One iterator of claimed jobs per pass; exhaust each (running its jobs, for an executor that runs
-        them as they come) before asking for the next, since a pass's claims see the jobs run before them."""
+        them as they come) before asking for the next, since a pass's claims see the jobs run before them.
+        Only jobs another run holds are waited for; the next pass over jobs put back starts at once."""
         pending = list(self.graph)
         while pending:
             held: dict[str, None] = {}
-            yield self._claims(pending, held)
+            elsewhere: set[str] = set()
+            yield self._claims(pending, held, elsewhere)
             pending = [spec for spec in self.graph if spec.key in held]
-            if pending:
-                self.bar.set_description(f"waiting on {len(pending)} jobs another run holds")
+            if elsewhere:
+                self.bar.set_description(f"waiting on {len(elsewhere)} jobs another run holds")
                 self.store.heartbeat(self.run_id)
                 time.sleep(poll_s)
 
-    def _claims(self, pending: list[JobSpec], held: dict[str, None]) -> Iterator[JobSpec]:
+    def _claims(
+        self, pending: list[JobSpec], held: dict[str, None], elsewhere: set[str]
+    ) -> Iterator[JobSpec]:
+        """The jobs of ``pending`` this run computes now; the rest go in ``held`` for the next pass, and those
+        whose lease another run has in ``elsewhere`` too."""
         for spec in pending:
             if spec.key in self.complete.read and not self._stands(spec, held):
                 continue
@@ -172,11 +178,15 @@ class Rounds:
                     self.summary.blocked[spec.key] = waits_on
                     self.bar.update(1)
                     continue
-                if not held.keys().isdisjoint(spec.deps) or not claim(
+                if not held.keys().isdisjoint(spec.deps):
+                    held[spec.key] = None
+                    continue
+                if not claim(
                     self.store, self.env, self.graph, spec, self.run_id, self.done, self.since, self.force,
                     self.lease_s,
                 ):
                     held[spec.key] = None
+                    elsewhere.add(spec.key)
                     continue
             if spec.key in self.done:  # complete before this run, or finished by a concurrent one
                 self.store.link(self.run_id, spec.key, self.graph.uses.get(spec.key, []), skipped=True)
@@ -194,9 +204,8 @@ class Rounds:
         if not redone:
             return True
         failed = [k for k in redone if k in self.summary.failed or k in self.summary.blocked]
-        if failed:
+        if failed:  # not one of the jobs the bar counts: it was complete when the run began
             self.summary.blocked[spec.key] = failed
-            self.bar.update(1)
             return False
         if not all(k in self.done for k in redone):
             held[spec.key] = None
@@ -212,12 +221,14 @@ class Rounds:
         again at what was kept below those (it may have been computed from bytes they no longer write)."""
         gone = self.complete.absent & self.complete.read.keys()
         back = [key, *(k for k in ancestors(self.graph, key) if k in gone)]
+        below = descendants(self.graph, back)
+        again = [k for k in self.summary.skipped if k in below or k in back]
+        # The bar counts the jobs put back, and once more those of ``again`` it counted as skipped.
+        self.bar.total = (self.bar.total or 0) + len(back) + sum(k in self.todo for k in again)
         for k in back:
             del self.done[k]
             self.complete.read.pop(k, None)
             self.todo.add(k)
-        below = descendants(self.graph, back)
-        again = [k for k in self.summary.skipped if k in below or k in back]
         self.summary.skipped = [k for k in self.summary.skipped if k not in again]
         held.update(dict.fromkeys([*back, *again]))
 
@@ -489,6 +500,9 @@ EXECUTORS: Mapping[str, ExecutorFactory] = {"local": LocalExecutor, "ray": ray_e
 
 
 class ProgressBar(Protocol):
+    #: How many jobs the bar counts to: those to run, grown when a job kept is put back to run.
+    total: float | None
+
     def update(self, n: int = 1) -> object: ...
     def set_description(self, desc: str) -> object: ...
     def close(self) -> object: ...

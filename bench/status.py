@@ -10,7 +10,7 @@ read by a job still to run, or below one that is redone, reads as pending too, w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -46,6 +46,9 @@ class JobStatus:
     since: datetime | None = None
     #: Why a pending job recorded done is computed again by the next run.
     redo: str | None = None
+    #: A done job whose files are gone or damaged: its rows stand, and a run computes it again only for a
+    #: job still to run that reads them.
+    files_gone: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,10 @@ class MatrixStatus:
     @property
     def done(self) -> int:
         return sum(j.state == "done" for j in self.jobs)
+
+    @property
+    def files_gone(self) -> int:
+        return sum(j.files_gone for j in self.jobs)
 
     @property
     def complete(self) -> bool:
@@ -79,11 +86,13 @@ def matrix_status(
     leases: Iterable[Lease],
     runs: Iterable[Run],
     stale: Mapping[str, str],
+    absent: Collection[str] = frozenset(),
 ) -> MatrixStatus:
     """The status of each planned job from the store's rows; ``leases`` are the live ones
-    (:meth:`Store.live_leases`), ``runs`` as :meth:`Store.runs` shows them (a dead one interrupted) and
-    ``stale`` the jobs recorded done that the next run redoes, with why (:attr:`Completion.stale`). A live
-    lease comes first: a run holding one on a job recorded done is computing it again."""
+    (:meth:`Store.live_leases`), ``runs`` as :meth:`Store.runs` shows them (a dead one interrupted),
+    ``stale`` the jobs recorded done that the next run redoes, with why (:attr:`Completion.stale`), and
+    ``absent`` the done ones whose files are gone (:attr:`Completion.absent`). A live lease comes first: a
+    run holding one on a job recorded done is computing it again."""
     rows = {j.key: j for j in jobs}
     held = {lease.job_key: lease for lease in leases}
     out = []
@@ -103,7 +112,8 @@ def matrix_status(
         elif spec.key in stale:  # only jobs recorded done are ever stale
             out.append(JobStatus(spec.key, spec.kind, spec.label, "pending", redo=stale[spec.key]))
         elif row is not None and row.status == "done":
-            out.append(JobStatus(spec.key, spec.kind, spec.label, "done", wall_s=row.wall_s))
+            gone = spec.key in absent
+            out.append(JobStatus(spec.key, spec.kind, spec.label, "done", wall_s=row.wall_s, files_gone=gone))
         elif row is not None and row.status == "failed":
             error = (row.error or "").strip().splitlines()
             out.append(JobStatus(spec.key, spec.kind, spec.label, "failed", error=error[0] if error else ""))
@@ -119,8 +129,10 @@ def matrix_status(
 def read_status(store: Store, matrix_name: str, graph: JobGraph, artifacts: ArtifactStore) -> MatrixStatus:
     """The status of ``graph``'s jobs, each done one's artifacts checked against the sha256 recorded."""
     keys = [s.key for s in graph]
-    stale = completion(graph, store, artifacts).stale
-    return matrix_status(matrix_name, graph, store.jobs(keys), store.live_leases(keys), store.runs(), stale)
+    found = completion(graph, store, artifacts)
+    return matrix_status(
+        matrix_name, graph, store.jobs(keys), store.live_leases(keys), store.runs(), found.stale, found.absent
+    )
 
 
 def render(status: MatrixStatus, show_done: bool = False, now: datetime | None = None) -> list[str]:
@@ -144,7 +156,8 @@ def render(status: MatrixStatus, show_done: bool = False, now: datetime | None =
             for j in listed
         )
     lines.append("")
-    lines.append(f"{status.done}/{len(status.jobs)} jobs done; " + _runs(status.runs))
+    gone = f" ({status.files_gone} of them without their files)" if status.files_gone else ""
+    lines.append(f"{status.done}/{len(status.jobs)} jobs done{gone}; " + _runs(status.runs))
     return lines
 
 
@@ -156,9 +169,13 @@ def _detail(job: JobStatus, now: datetime) -> str:
         return job.error or ""
     if job.redo is not None:
         return f"recorded done, but {job.redo}"
-    if job.state == "done" and job.wall_s is not None:
-        return f"{job.wall_s:.1f} s"
-    return ""
+    if job.state != "done":
+        return ""
+    took = "" if job.wall_s is None else f"{job.wall_s:.1f} s"
+    if job.files_gone:
+        gone = "its files are gone: computed again if a job to run reads them"
+        return f"{took}, {gone}" if took else gone
+    return took
 
 
 def _runs(runs: Sequence[Run]) -> str:

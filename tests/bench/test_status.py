@@ -207,7 +207,15 @@ def test_a_job_done_without_its_artifacts_is_pending_only_while_a_job_to_run_rea
     for spec in jobs.values():
         if spec.key != classifier.key and spec not in kept:
             done(store, rerun, spec)
-    assert status_of(store, graph, tmp_path).done == 7, "nothing left to run reads the lost weights"
+    status = status_of(store, graph, tmp_path)
+    assert status.done == 7, "nothing left to run reads the lost weights"
+    assert [j.label for j in status.jobs if j.files_gone] == [classifier.label] and status.files_gone == 1
+    lines = render(status, show_done=True)
+    (shown,) = [line for line in lines if classifier.label in line]
+    assert shown.startswith("done ") and shown.endswith(
+        "3.0 s, its files are gone: computed again if a job to run reads them"
+    )
+    assert lines[-1].startswith("7/7 jobs done (1 of them without their files); ")
 
 
 def status_cli(matrix: Path, db: Path, data_dir: Path, *more: str) -> Result:

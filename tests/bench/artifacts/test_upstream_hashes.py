@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,6 +17,7 @@ import pytest
 import torch
 
 from bench import artifacts as artifacts_module
+from bench import executor
 from bench.api import JobContext
 from bench.artifacts import UPSTREAM_SHA256, ArtifactStorageError, ArtifactStore, tmp_name
 from bench.executor import LocalExecutor, RunSummary, ancestors
@@ -174,15 +177,43 @@ def test_a_job_kept_below_one_computed_again_with_other_bytes_is_redone(
     assert metrics(tmp_path, s["b"])["read"] == [draws[2]]
 
 
+@dataclass
+class Bar:
+    """What the progress bar is told: the jobs it counts to, and how many it has counted."""
+
+    total: float | None
+    n: int = 0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_description(self, desc: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def test_what_was_kept_below_a_lost_file_is_redone_down_to_the_bottom(
-    tmp_path: Path, draws: list[float]
+    tmp_path: Path, draws: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     graph, s = chain("a", "b", "c")
     execute(tmp_path, graph)
     artifact_path(tmp_path, s["a"]).unlink()
     artifact_path(tmp_path, s["b"]).unlink()
+    bars: list[Bar] = []
+
+    def bar(total: int, show: bool) -> Bar:
+        bars.append(Bar(total))
+        return bars[-1]
+
+    monkeypatch.setattr(executor, "overall_bar", bar)
+    naps: list[float] = []
+    monkeypatch.setattr(time, "sleep", naps.append)
     summary = execute(tmp_path, fork(graph, s, "d", "a"))
     assert summary.ran == [s["a"].key, s["d"].key, s["b"].key, s["c"].key]
+    assert (bars[0].n, bars[0].total) == (4, 4), "the bar grows by the jobs put back"
+    assert naps == [], "no other run holds anything: the passes over jobs put back do not wait"
     assert metrics(tmp_path, s["c"])["read"] == [draws[5] + draws[3]], "b is redone, unread"
     assert execute(tmp_path, graph).skipped == [s[x].key for x in "abc"], "and then kept"
 
