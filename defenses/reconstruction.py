@@ -17,7 +17,10 @@ After the warm-up, BatchNorm can stay on the running statistics it gathered (``f
 A front-end trained adversarially for a few hundred CPU steps learned its robustness in the batch statistics:
 the same weights kept ResNet-20 at 37.5% under PGD-10 at 2/255 with BatchNorm on batch statistics and at 8% in
 eval mode, as deployed (issue 18). Trained on the statistics it is judged with, the gap closed. At a paper's
-scale the running statistics track the adversarial batches closely enough that this is left off.
+scale the running statistics track the adversarial batches closely enough that this is left off. It suits a
+front-end trained through frozen guides, not JAT's, trained with a classifier from scratch: there, frozen
+statistics let the U-Net's output saturate to 0/1 pixels within 10-50 steps at lr 0.05 in CPU trials, and the
+classifier behind it stayed at chance; on batch statistics both trained (issue 18).
 
 The global norm of every adversarial step's gradient can be capped (``grad_clip``), ours as well. Uncapped at
 CPU scale, the robustifier's first steps (gradient norm about 900) and RTFE with frozen BatchNorm (at learning
