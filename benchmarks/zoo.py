@@ -2,7 +2,8 @@
 
 Each entry is trained by the recipe its architecture registers, at the recipe's full default scale unless
 ``--epochs`` or ``--param`` override it, on the real training split (minus nothing: ``n_val`` defaults to 0),
-and evaluated on the real, full test split. For every entry the script also measures
+and evaluated on the real, full test split (or a seeded subset of it, ``--n-test``). For every entry the
+script also measures
 
 * training throughput: images trained on per second of wall time, from the start of ``Recipe.fit`` to a
   synchronized end (so on CUDA no queued work is left out);
@@ -58,7 +59,7 @@ from bench.api import (
     count_correct,
 )
 from bench.data.sources import SPLITS  # noqa: F401  (importing it registers the built-in datasets)
-from bench.data.splits import train_split
+from bench.data.splits import eval_subset, train_split
 from bench.stats import clopper_pearson
 
 
@@ -202,14 +203,18 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
 
 def run_entry(entry: ZooEntry, data_dir: Path, ctx: JobContext, overrides: dict[str, Any],
-              floor_warmup: int, floor_repeats: int) -> dict[str, Any]:
+              floor_warmup: int, floor_repeats: int, n_test: int | None = None) -> dict[str, Any]:
     spec = CLASSIFIERS.get(entry.arch)
+    if spec.recipe is None:
+        raise ValueError(f"architecture {entry.arch!r} registers no training recipe")
     recipe: Recipe = RECIPES.get(spec.recipe)()
     params: RecipeParams = recipe.Params.model_validate(overrides)
     source = DATASETS.get(entry.dataset)
     info = source.info
     full_train = source.load(data_dir, "train", download=False)
-    test = source.load(data_dir, "test", download=False)
+    full_test = source.load(data_dir, "test", download=False)
+    # The seeded subset a matrix's n_eval takes, so a reduced check scores the images its cells would.
+    test = eval_subset(full_test, n_test, ctx.seed)
     train, _ = train_split(full_train, params.n_train, params.n_val)
 
     reduced: list[str] = []
@@ -219,8 +224,10 @@ def run_entry(entry: ZooEntry, data_dir: Path, ctx: JobContext, overrides: dict[
         reduced.append(f"training split is a subset on disk ({len(full_train)} of {info.train_size})")
     if len(train) + params.n_val < len(full_train):
         reduced.append(f"trained on {len(train)} of {len(full_train) - params.n_val} training images")
-    if len(test) < info.test_size:
-        reduced.append(f"test split is a subset on disk ({len(test)} of {info.test_size})")
+    if len(full_test) < info.test_size:
+        reduced.append(f"test split is a subset on disk ({len(full_test)} of {info.test_size})")
+    if len(test) < len(full_test):
+        reduced.append(f"evaluated on {len(test)} of {len(full_test)} test images")
 
     ctx.seed_everything()
     channels = len(info.mean)
@@ -363,6 +370,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="override the recipe's epochs (reduced scale if fewer)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe parameter for every selected entry (repeatable), e.g. lr=0.002")
+    p.add_argument("--n-test", type=int, default=None,
+                   help="score a seeded subset of this many test images, as a matrix's n_eval takes "
+                        "(default: all; reduced scale if fewer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--force-cifar", action="store_true", help="run the GPU-only CIFAR entries on a CPU too")
@@ -404,7 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         print(f"[zoo] {label}: training {entry.arch} on {entry.dataset} ({device}, "
               f"{torch.get_num_threads()} threads)...", flush=True)
-        r = run_entry(entry, args.data_dir, ctx, overrides, args.floor_warmup, args.floor_repeats)
+        r = run_entry(
+            entry, args.data_dir, ctx, overrides, args.floor_warmup, args.floor_repeats, args.n_test
+        )
         print(f"[zoo] {label}: test accuracy {_pct(r['test_accuracy'])}% of {r['test_n']}, "
               f"{r['epochs']} epochs in {r['wall_s']:.0f} s, {r['train_images_per_s']:.0f} img/s, "
               f"{r['ratio_to_floor']:.2f}x the forward+backward floor (CPU time: "
