@@ -382,11 +382,31 @@ def _threat_groups(cells: Iterable[CellView], *extra: str) -> list[list[CellView
     return [groups[k] for k in sorted(groups)]
 
 
-def _transfer_table(anchor: str, cells: list[CellView], note_of: dict[str, int]) -> TransferTable:
-    datasets = list(dict.fromkeys(c.dataset for c in cells))
-    columns = sorted(
-        dict.fromkeys(Column(c.target, c.dataset) for c in cells), key=lambda col: datasets.index(col.dataset)
+@dataclass(frozen=True)
+class TableOrder:
+    """One order of rows and target columns for every transferability table of a page, whatever order its
+    cells' jobs were recorded in (concurrent runs record them in any): by experiment, then first seen."""
+
+    rows: dict[tuple[str, tuple[str, ...]], int]
+    targets: dict[str, int]
+
+    @classmethod
+    def of(cls, cells: Iterable[CellView]) -> TableOrder:
+        ordered = sorted(cells, key=lambda c: c.experiment)
+        rows = dict.fromkeys((c.defense, c.guides) for c in ordered)
+        targets = dict.fromkeys(c.target for c in ordered)
+        return cls({k: i for i, k in enumerate(rows)}, {t: i for i, t in enumerate(targets)})
+
+
+def _transfer_table(
+    anchor: str, cells: list[CellView], note_of: dict[str, int], order: TableOrder
+) -> TransferTable:
+    cells = sorted(cells, key=lambda c: (order.rows[(c.defense, c.guides)], order.targets[c.target]))
+    by_target = sorted(
+        dict.fromkeys(Column(c.target, c.dataset) for c in cells), key=lambda col: order.targets[col.target]
     )
+    datasets = list(dict.fromkeys(col.dataset for col in by_target))
+    columns = sorted(by_target, key=lambda col: datasets.index(col.dataset))
     by_row: dict[tuple[str, tuple[str, ...]], dict[str, CellView]] = {}
     for c in cells:
         by_row.setdefault((c.defense, c.guides), {}).setdefault(c.target, c)
@@ -653,7 +673,10 @@ def matrix_page(key: MatrixKey, view: RunView, file_name: str) -> MatrixPage:
     worst = [c for c in view.cells if c.worst_case]
     transfer = [c for c in worst if c.kind != "ensemble-size"]
     groups = _threat_groups(transfer, "train_dataset")
-    page.tables = [_transfer_table(f"transfer-{i}", g, page.note_of) for i, g in enumerate(groups, start=1)]
+    order = TableOrder.of(transfer)
+    page.tables = [
+        _transfer_table(f"transfer-{i}", g, page.note_of, order) for i, g in enumerate(groups, start=1)
+    ]
     page.certified_tables = _certified_tables(view.certified, page.note_of)
     for index in sorted({c.experiment for c in worst} | {v.experiment for v in view.certified}):
         mine = [c for c in worst if c.experiment == index]

@@ -646,3 +646,27 @@ def test_page_names_survive_rerenders_and_new_matrices(tmp_path: Path) -> None:
     before = {p.name for p in (tmp_path / "before").iterdir()}
     after = {p.name for p in (tmp_path / "after").iterdir()}
     assert before < after and len(after - before) == 1
+
+
+def test_every_transfer_table_of_a_page_orders_rows_and_columns_alike(tmp_path: Path) -> None:
+    """Concurrent runs record a matrix's cells in any order; a reader comparing two radii must find each
+    front-end on the same row and each target in the same column of both tables."""
+    store = Store(tmp_path / "r.db")
+    run = start(store, "order")
+    plan: list[tuple[int, ExperimentKind, Relation, str, str, str]] = [
+        (0, "native", "native", "aaa", "A", "A"),
+        (1, "cross-model", "cross-model", "aaa", "A", "B"),
+        (2, "native", "no-guides", "none", "", "B"),
+    ]
+    for eps, recorded in ((EPS, plan), (2 * EPS, plan[::-1])):
+        for exp, kind, relation, defense, guides, target in recorded:
+            u = use(exp, kind, relation, defense, guides, target).model_copy(update={"eps": eps})
+            label = f"cell {defense} {guides} -> {target} at {eps}"
+            record(store, run, "cell", label, [u], results=rows(u, 90, 40))
+    store.finish_run(run, "done")
+    render_site(store, tmp_path / "site")
+    tables = Tables(matrix_page(tmp_path / "site", "order")).with_class("transfer")
+    assert len(tables) == 2
+    for table in tables:
+        assert [c.text for c in table.rows[0]] == ["defense [guides] \\ target", "A", "B"]
+        assert [r[0].text for r in table.rows[1:]] == ["aaa [A]", "none"]
