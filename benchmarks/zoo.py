@@ -214,7 +214,7 @@ def run_entry(entry: ZooEntry, data_dir: Path, ctx: JobContext, overrides: dict[
     full_train = source.load(data_dir, "train", download=False)
     full_test = source.load(data_dir, "test", download=False)
     # The seeded subset a matrix's n_eval takes, so a reduced check scores the images its cells would.
-    test = eval_subset(full_test, n_test, ctx.seed)
+    test = full_test if n_test is None else eval_subset(full_test, n_test, ctx.seed)
     train, _ = train_split(full_train, params.n_train, params.n_val)
 
     reduced: list[str] = []
